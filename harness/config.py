@@ -1,0 +1,69 @@
+"""One config object per budget, in the theory's terms, and the single conversion to PyTorch's.
+
+Convention (CLAIMS.md): the article regularizes with the loss term ``λ‖w‖²``, so one plain SGD step
+is ``w ← w − η(g + 2λw) = (1 − 2ηλ)w − ηg``. ``torch.optim.SGD(weight_decay=wd)`` adds ``wd·w`` to
+the gradient, hence ``wd = 2λ``. Everything in this project speaks λ; only
+:func:`torch_weight_decay` speaks PyTorch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+def torch_weight_decay(lam: float) -> float:
+    """The ``weight_decay`` argument of ``torch.optim.SGD`` that realises the loss term λ‖w‖²."""
+    return 2.0 * lam
+
+
+def loss_lambda(weight_decay: float) -> float:
+    """Inverse of :func:`torch_weight_decay`: λ of the loss term for a PyTorch ``weight_decay``."""
+    return weight_decay / 2.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much compute a run of the suite may spend. Hyperparameters are the theory's (λ, not wd)."""
+
+    name: str
+    width: int                      # ResNet-8 stage-1 channels (16 is the real ResNet-8)
+    n_train: int                    # training images used (CIFAR-10 has 50,000)
+    n_test: int                     # held-out images for generalization gaps
+    batch_size: int                 # images per SGD step
+    epochs: float                   # passes over the n_train images, per configuration
+    etas: tuple[float, ...]         # learning rates η of the Fig. 2 grid
+    lams: tuple[float, ...]         # weight-decay strengths λ of the loss term λ‖w‖²
+    seeds: tuple[int, ...]          # independent repetitions of every training run
+    probe_batch: int                # images in the batch used by the geometry probes (C1–C3)
+    needs_cifar: bool               # True: skip the data-hungry claims without real CIFAR-10
+    augment: bool = True            # random crop (pad 4) + horizontal flip, on the device
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def steps(self) -> int:
+        """SGD steps per configuration."""
+        return int(round(self.epochs * self.n_train / self.batch_size))
+
+    def asdict(self) -> dict:
+        return asdict(self)
+
+
+BUDGETS: dict[str, Budget] = {
+    # Seconds per claim; what the unit and property tests use. Half-width ResNet-8, stand-in data.
+    "smoke": Budget(name="smoke", width=8, n_train=1024, n_test=512, batch_size=64, epochs=4,
+                    etas=(0.1, 0.3, 1.0), lams=(0.01, 0.03, 0.1), seeds=(0,), probe_batch=16,
+                    needs_cifar=False),
+    # CPU default: the real ResNet-8 (width 16), on CIFAR-10 when present, else the stand-in.
+    # ηλ ∈ [1e-3, 1e-1]: the slowest configuration relaxes in 1/(8ηλ) = 125 steps, and the run
+    # has ≥ 5 of those (see claims/test_c05_equilibrium.py).
+    "quick": Budget(name="quick", width=16, n_train=8192, n_test=2048, batch_size=64, epochs=6,
+                    etas=(0.1, 0.3, 1.0), lams=(0.01, 0.03, 0.1), seeds=(0, 1), probe_batch=32,
+                    needs_cifar=False),
+    # CUDA default: the article's Fig. 2 setting: ResNet-8, CIFAR-10, batch 128, 100 epochs, a
+    # grid around η ≈ 0.1 and PyTorch weight decay ≈ 5e-4 (λ ≈ 2.5e-4), several seeds.
+    "full": Budget(name="full", width=16, n_train=50_000, n_test=10_000, batch_size=128,
+                   epochs=100, etas=(0.03, 0.1, 0.3), lams=(8e-5, 2.5e-4, 8e-4), seeds=(0, 1, 2),
+                   probe_batch=128, needs_cifar=True, augment=True),
+}
+
+DEVICES = ("auto", "cpu", "cuda")

@@ -1,0 +1,145 @@
+"""Find the scale-invariant parameter tensors of any ``nn.Module`` by probing, not by names.
+
+A tensor ``w`` is scale-invariant when ``model(x; ρw) = model(x; w)`` for every ρ > 0. We test that
+on a float64 copy of the model whose normalizations have ``eps ≈ 0`` (eps is the one known source of
+inexactness, CLAIMS.md), in training mode (batch statistics), for two rescalings; the relative output
+change must be below :data:`FLOAT64_RTOL`. The normalization that absorbs the scale is found with
+forward hooks: it is the module whose input is multiplied by ρ while its output does not change.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# torch.testing.assert_close's default relative tolerance for float64: ~1e9 ulps, far above the
+# rounding of a few hundred float64 operations (≈ 1e-14), far below any real rescaling effect (≳ 1e-3
+# for a non-invariant tensor and ρ = 2). Reused, not invented, per STYLE.md.
+FLOAT64_RTOL = 1e-7
+# Probe rescalings: powers of two, so that ρ·w is exact in floating point (CLAIMS.md).
+PROBE_RHOS = (2.0**-3, 2.0**5)
+
+
+@dataclass(frozen=True)
+class TensorReport:
+    name: str                 # parameter name, as in model.named_parameters()
+    shape: tuple[int, ...]
+    invariant: bool
+    deviation: float          # max relative output change over the probe rescalings
+    normalization: str = ""   # "<module name> (<class>)" that absorbs the scale, if invariant
+
+
+# PyTorch refuses eps = 0 for batch norm in training mode. 1e-30 is numerically zero: σ² + ε rounds
+# to σ² in float64 whenever ρ²σ² > 1e-30 / 2⁻⁵³ ≈ 1e-14, i.e. for every ρ ≥ 1e-6 at σ² ≳ 1e-2.
+EXACT_EPS = 1e-30
+
+
+def float64_exact(model: nn.Module) -> nn.Module:
+    """A float64 deep copy of ``model`` with every ``eps`` attribute (normalizations) set to
+    :data:`EXACT_EPS`, i.e. numerically zero: invariance is then exact up to rounding."""
+    twin = copy.deepcopy(model).double()
+    for module in twin.modules():
+        if isinstance(getattr(module, "eps", None), float):
+            module.eps = EXACT_EPS
+    return twin.train()
+
+
+def relative_change(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖ / ‖b‖ (a scalar; 0 when both are zero)."""
+    denom = b.norm()
+    return float((a - b).norm() / denom) if denom > 0 else float((a - b).norm())
+
+
+def probe_input(model_input_shape: tuple[int, ...], batch: int = 8, seed: int = 0) -> torch.Tensor:
+    """A float64 standard-normal batch of shape (batch, *model_input_shape)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn((batch, *model_input_shape), generator=gen, dtype=torch.float64)
+
+
+def _record_io(model: nn.Module):
+    """Forward hooks recording every module's first input and output; returns (store, handles)."""
+    store: dict[str, tuple[torch.Tensor | None, torch.Tensor | None]] = {}
+
+    def hook(name):
+        def fn(module, inputs, output):
+            inp = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+            out = output if isinstance(output, torch.Tensor) else None
+            store[name] = (None if inp is None else inp.detach().clone(),
+                           None if out is None else out.detach().clone())
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
+    return store, handles
+
+
+def _absorber(model: nn.Module, base: dict, scaled: dict, rho: float) -> str:
+    """The deepest module whose input is ρ·(base input) and whose output equals the base output."""
+    found = []
+    for name, (inp, out) in scaled.items():
+        b_inp, b_out = base.get(name, (None, None))
+        if inp is None or out is None or b_inp is None or b_out is None or inp.shape != b_inp.shape:
+            continue
+        if (relative_change(inp, rho * b_inp) < FLOAT64_RTOL
+                and relative_change(inp, b_inp) > FLOAT64_RTOL
+                and relative_change(out, b_out) < FLOAT64_RTOL):
+            found.append(name)
+    leaves = [n for n in found if not any(o.startswith(n + ".") for o in found)]
+    modules = dict(model.named_modules())
+    return ", ".join(f"{n} ({type(modules[n]).__name__})" for n in leaves)
+
+
+@torch.no_grad()
+def _move_to_generic_point(model: nn.Module, seed: int) -> None:
+    """Perturb every parameter by 20 % of its RMS (or by 0.2 where it is all zeros).
+
+    Fresh initialisations are special points: zero biases make "scale the bias" a no-op and
+    all-ones BN weights make "scale γ" a uniform channel rescaling that the next normalization
+    absorbs. Invariance is a property for all w, so we probe at a generic w.
+    """
+    gen = torch.Generator().manual_seed(seed + 1)
+    for param in model.parameters():
+        rms = float(param.pow(2).mean().sqrt()) or 1.0
+        param.add_(0.2 * rms * torch.randn(param.shape, generator=gen, dtype=param.dtype))
+
+
+@torch.no_grad()
+def scale_invariance_map(model: nn.Module, input_shape: tuple[int, ...], *, batch: int = 8,
+                         seed: int = 0) -> list[TensorReport]:
+    """One :class:`TensorReport` per parameter tensor of ``model`` (the model itself is untouched)."""
+    twin = float64_exact(model)
+    _move_to_generic_point(twin, seed)
+    x = probe_input(input_shape, batch, seed)
+    store, handles = _record_io(twin)
+    try:
+        base_out = twin(x)
+        base_io = dict(store)
+        reports = []
+        for name, param in twin.named_parameters():
+            original = param.detach().clone()
+            deviations, absorber = [], ""
+            for rho in PROBE_RHOS:
+                param.mul_(rho)
+                store.clear()
+                deviations.append(relative_change(twin(x), base_out))
+                if not absorber:
+                    absorber = _absorber(twin, base_io, store, rho)
+                param.copy_(original)
+            invariant = max(deviations) < FLOAT64_RTOL
+            reports.append(TensorReport(name, tuple(param.shape), invariant, max(deviations),
+                                        absorber if invariant else ""))
+        return reports
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def scale_invariant_names(model: nn.Module, input_shape: tuple[int, ...], **kw) -> list[str]:
+    """Names of the scale-invariant parameter tensors, in ``named_parameters`` order."""
+    return [r.name for r in scale_invariance_map(model, input_shape, **kw) if r.invariant]
+
+
+class NoScaleInvariantTensor(ValueError):
+    """A claim that needs a scale-invariant tensor was given a model that has none."""

@@ -1,0 +1,213 @@
+"""Verdict records and the markdown/JSON report written at the end of a pytest session.
+
+A :class:`Verdict` is everything a reviewer needs for one claim on one model: the article's words,
+the sympy derivation, prediction, measurement, tolerance with its reason, status, the negative
+control and the run's provenance. The plugin gathers them (through ``user_properties``, so xdist
+workers' verdicts reach the controller) and :func:`write_report` renders them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+STATUSES = ("pass", "fail", "skip", "xfail")
+
+
+@dataclass
+class Verdict:
+    id: str                          # claim id, "C0" … "C10", or "E1" … for extensions
+    title: str                       # one line: what is claimed
+    quote: str = ""                  # the article's words (short, attributed in the report)
+    expected: str = ""               # the expectation as a formula
+    derivation: str = ""             # sympy's printout of the derivation
+    predicted: object = None         # numbers the derivation predicts
+    measured: object = None          # numbers measured (a float or a dict of them)
+    tolerance: object = None         # the acceptance threshold(s)
+    tolerance_reason: str = ""       # where the tolerance comes from
+    status: str = "skip"             # pass / fail / skip / xfail
+    reason: str = ""                 # why it failed, was skipped, or is an expected failure
+    control: dict = field(default_factory=dict)   # {"description", "measured", "status"}
+    figures: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)  # extra markdown tables for the section
+    notes: list[str] = field(default_factory=list)
+    context: dict = field(default_factory=dict)   # model, data, budget, device, dtype, seed…
+    test: str = ""                   # pytest node id
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    def to_json(self) -> dict:
+        return _jsonable(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: dict) -> Verdict:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _jsonable(obj):
+    """Numbers, strings, lists and dicts only; numpy/torch scalars become floats, NaN stays NaN."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, bool, int)) or obj is None:
+        return obj
+    if hasattr(obj, "tolist"):  # numpy / torch arrays and scalars
+        return _jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj
+    return str(obj)
+
+
+def fmt(value, digits: int = 3) -> str:
+    """Compact human formatting for report tables."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+            return str(value)
+        if value == 0:
+            return "0"
+        if isinstance(value, int) or (1e-3 <= abs(value) < 1e4):
+            return f"{value:.{digits}g}"
+        return f"{value:.{digits - 1}e}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={fmt(v, digits)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
+    return str(value)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a crash or a full
+    disk leaves the previous file untouched, and readers never see a half-written one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_BADGE = {"pass": "PASS", "fail": "**FAIL**", "skip": "skip", "xfail": "expected failure"}
+
+
+def _anchor(v: Verdict) -> str:
+    return f"{v.id}-{v.context.get('model', '')}".lower().replace(" ", "-").replace("_", "-")
+
+
+def render_markdown(verdicts: list[Verdict], session: dict) -> str:
+    """The whole report: header, summary table, one section per verdict, provenance."""
+    counts = {s: sum(v.status == s for v in verdicts) for s in STATUSES}
+    lines = [
+        "# Weight-decay claims: verification report",
+        "",
+        "Claims of A. Labatie, *The Serendipitous Effectiveness of Weight Decay in Deep Learning* "
+        "(Towards Data Science, 2020), checked by `pytest claims/`. Quotes are the article's words.",
+        "",
+        f"**Budget** `{session.get('budget')}` · **device** {session.get('device')} · "
+        f"**started** {session.get('started')} · "
+        + " · ".join(f"{n} {s}" for s, n in counts.items() if n),
+        "",
+        "Convention: the article's loss term λ‖w‖² is `torch.optim.SGD(weight_decay=2λ)`; every λ "
+        "below is the article's. u = w/‖w‖, G = ‖∇L(u|B)‖ = ‖g‖·‖w‖.",
+        "",
+    ]
+    if session.get("budget_note"):
+        lines += [f"> {session['budget_note']}", ""]
+    lines += ["## Summary", "",
+              "| id | claim | model · data | expected | measured | tolerance | verdict |",
+              "|---|---|---|---|---|---|---|"]
+    for v in sorted(verdicts, key=_sort_key):
+        ctx = v.context
+        lines.append(
+            f"| [{v.id}](#{_anchor(v)}) | {v.title} | {ctx.get('model', '–')} · "
+            f"{ctx.get('data', '–')} | {v.expected or '–'} | {fmt(_headline(v.measured))} | "
+            f"{fmt(v.tolerance)} | {_BADGE[v.status]} |")
+    lines.append("")
+    for v in sorted(verdicts, key=_sort_key):
+        lines += _section(v)
+    lines += ["## Provenance", "", "```", json.dumps(session.get("provenance", {}), indent=2),
+              "```", ""]
+    return "\n".join(lines)
+
+
+def _sort_key(v: Verdict):
+    kind, num = v.id[:1], v.id[1:]
+    return (kind != "C", int(num) if num.isdigit() else 99, v.context.get("model", ""), v.test)
+
+
+def _headline(measured):
+    """The one number of ``measured`` that goes in the summary (its ``headline`` key if a dict)."""
+    if isinstance(measured, dict):
+        return measured.get("headline", "see section")
+    return measured
+
+
+def _section(v: Verdict) -> list[str]:
+    ctx = v.context
+    out = [f'<a id="{_anchor(v)}"></a>', f"## {v.id} — {v.title} ({ctx.get('model', '')})", ""]
+    if v.quote:
+        out += [f"> “{v.quote}” — Labatie (2020)", ""]
+    out += [f"**Verdict: {_BADGE[v.status]}**" + (f" — {v.reason}" if v.reason else ""), ""]
+    out += [f"- model: {ctx.get('model', '–')}; data: {ctx.get('data', '–')}; "
+            f"dtype: {ctx.get('dtype', '–')}; seed(s): {ctx.get('seed', '–')}; "
+            f"budget: {ctx.get('budget', '–')}; device: {ctx.get('device', '–')}",
+            f"- expected: {v.expected or '–'}",
+            f"- predicted: {fmt(v.predicted)}",
+            f"- measured: {fmt(v.measured)}",
+            f"- tolerance: {fmt(v.tolerance)} — {v.tolerance_reason or 'n/a'}"]
+    if v.control:
+        c = v.control
+        out.append(f"- negative control: {c.get('description', '')} → measured "
+                   f"{fmt(c.get('measured'))}, **{c.get('status', '?')}** by the same criterion")
+    out.append("")
+    if v.derivation:
+        out += ["<details><summary>sympy derivation</summary>", "", "```", v.derivation, "```", "",
+                "</details>", ""]
+    for table in v.tables:
+        out += [table, ""]
+    for fig in v.figures:
+        out += [f"![{v.id} {ctx.get('model', '')}]({fig})", ""]
+    for note in v.notes:
+        out += [f"- {note}"]
+    if v.notes:
+        out.append("")
+    return out
+
+
+def write_report(verdicts: list[Verdict], session: dict, report_dir: Path) -> Path:
+    """Write ``<timestamp>-<device>-<budget>.md`` and ``.json``; refresh ``latest.*`` atomically.
+
+    Returns the path of the timestamped markdown file. The process id in the name keeps two
+    concurrent pytest sessions from writing to the same file.
+    """
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stem = f"{stamp}-{session.get('device_kind', 'cpu')}-{session.get('budget')}-{os.getpid()}"
+    md = render_markdown(verdicts, session)
+    # The JSON is a list of verdicts; each verdict's ``context`` carries the provenance.
+    js = json.dumps([v.to_json() for v in verdicts], indent=2, allow_nan=True)
+    for name, text in ((f"{stem}.md", md), (f"{stem}.json", js), ("latest.md", md),
+                       ("latest.json", js)):
+        atomic_write_text(report_dir / name, text)
+    return report_dir / f"{stem}.md"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,58 @@
+"""The models a claim can be fed: a name, a factory, its normalization-free control, its input.
+
+Claims are plain test functions taking a ``model_spec``; the plugin parametrizes them over this
+registry (ids are the names, so ``pytest -k resnet8`` works), the way scikit-learn's
+``parametrize_with_checks`` feeds estimators to its checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+import models
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    factory: Callable[..., nn.Module]               # keyword arguments only, fresh random init
+    control: Callable[..., nn.Module] | None = None  # same network, normalization removed
+    input_shape: tuple[int, ...] = (3, 32, 32)      # one example, without the batch dimension
+    num_classes: int = 10
+    description: str = ""
+
+    def build(self, **kw) -> nn.Module:
+        return _checked(self.name, self.factory, kw)
+
+    def build_control(self, **kw) -> nn.Module | None:
+        return None if self.control is None else _checked(f"{self.name} control", self.control, kw)
+
+
+class ModelFactoryError(RuntimeError):
+    """A model factory raised or returned something that is not an ``nn.Module``."""
+
+
+def _checked(name: str, factory: Callable[..., nn.Module], kw: dict) -> nn.Module:
+    try:
+        module = factory(**kw)
+    except Exception as exc:  # the user's factory: report it, naming the factory
+        raise ModelFactoryError(f"model factory {name!r} raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(module, nn.Module):
+        raise ModelFactoryError(
+            f"model factory {name!r} returned {type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+MODELS: dict[str, ModelSpec] = {
+    "resnet8": ModelSpec("resnet8", models.resnet8, models.resnet8_without_norm,
+                         description="ResNet-8 (BatchNorm after every conv), 78,042 parameters"),
+    "mlp_batchnorm": ModelSpec("mlp_batchnorm", models.mlp_batchnorm, models.mlp_without_norm,
+                               description="MLP 3072-64-32-10, BatchNorm1d after each hidden linear"),
+    "mlp_layernorm": ModelSpec("mlp_layernorm", models.mlp_layernorm, models.mlp_without_norm,
+                               description="MLP 3072-64-32-10, LayerNorm after each hidden linear"),
+    "conv_groupnorm": ModelSpec("conv_groupnorm", models.conv_groupnorm, models.conv_without_norm,
+                                description="2-layer CNN (8, 16 channels), GroupNorm(4)"),
+}
