@@ -78,23 +78,14 @@ def grad_weight_cosines(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return out
 
 
-def grad_norms_under_rescaling(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str,
-                               rhos) -> list[float]:
-    """‖∇_w L(ρw)‖ for each ρ (gradient with respect to the tensor ``name`` at the point ρw)."""
-    norms = []
+def gradients_under_rescaling(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str,
+                              rhos) -> list[torch.Tensor]:
+    """[∇_w L(ρw) for ρ in rhos]: the gradient with respect to tensor ``name`` at the point ρw."""
+    out = []
     for rho in rhos:
-        with rescaled(model, name, rho):
-            norms.append(float(gradients(model, x, y, [name])[name].norm()))
-    return norms
-
-
-def rescaled_gradient_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str,
-                            rho: float) -> float:
-    """‖ρ∇L(ρw) − ∇L(w)‖ / ‖∇L(w)‖: zero when the gradient is homogeneous of degree −1."""
-    g1 = gradients(model, x, y, [name])[name]
-    with rescaled(model, name, rho):
-        g_rho = gradients(model, x, y, [name])[name]
-    return float((rho * g_rho - g1).norm() / g1.norm())
+        with rescaled(model, name, float(rho)):
+            out.append(gradients(model, x, y, [name])[name])
+    return out
 
 
 def loglog_slope(xs, ys) -> float:
