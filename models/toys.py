@@ -16,7 +16,10 @@ NORMS = ("batch", "layer", "group", "none")
 
 def _norm1d(kind: str, features: int) -> nn.Module:
     return {"batch": lambda: nn.BatchNorm1d(features), "layer": lambda: nn.LayerNorm(features),
-            "group": lambda: nn.GroupNorm(min(4, features), features),
+            # Groups of four features: a 1-feature group has zero variance, and a 2-feature group
+            # normalizes to ±1 whatever its input, which makes everything upstream look invariant.
+            "group": lambda: nn.GroupNorm(max(1, features // 4) if features % 4 == 0 else 1,
+                                          features),
             "none": nn.Identity}[kind]()
 
 
