@@ -1,8 +1,8 @@
 """Data: CIFAR-10 through torchvision, or a deterministic offline stand-in of the same shape.
 
-Everything ends as a :class:`DeviceData`: uint8-free float tensors normalized and resident on the
-device, so a training step is index → gather → augment, all on the device. Augmentation (random crop
-with 4-pixel zero padding and horizontal flip, the CIFAR standard) is done for a whole batch at once.
+Everything ends as a :class:`DeviceData`: normalized float tensors resident on the device, so a
+training step is index → gather → augment, all on the device. Augmentation (random crop with
+4-pixel zero padding and horizontal flip, the CIFAR standard) is done for a whole batch at once.
 
 Where the data come from:
 
@@ -55,22 +55,57 @@ def download_allowed(option: bool) -> bool:
     return option or os.environ.get(ENV_DOWNLOAD, "") not in ("", "0", "false", "no")
 
 
+CIFAR_FOLDER = "cifar-10-batches-py"  # torchvision's folder inside the data directory
+CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+               "test_batch", "batches.meta")
+
+
+def diagnose_data_dir(root: Path) -> str:
+    """What is visibly wrong with ``root`` as a CIFAR-10 folder ("" if nothing is). Cheap: looks at
+    names only; the md5 check (torchvision's) happens when the data are loaded."""
+    root = Path(root)
+    if not root.exists():
+        return f"{root} does not exist"
+    if not root.is_dir():
+        return f"{root} is not a folder"
+    if root.name == CIFAR_FOLDER and not (root / CIFAR_FOLDER).exists():
+        return f"{root} is the {CIFAR_FOLDER} folder itself; pass the folder that holds it"
+    if not (root / CIFAR_FOLDER).is_dir():
+        return f"{root} holds no {CIFAR_FOLDER} folder"
+    missing = [f for f in CIFAR_FILES if not (root / CIFAR_FOLDER / f).is_file()]
+    if missing:
+        return f"{root / CIFAR_FOLDER} lacks {', '.join(missing)}"
+    return ""
+
+
 def load_cifar10(root: Path | None, *, train: bool, download: bool = False) -> ImageData:
-    """CIFAR-10 from ``root`` through torchvision; :class:`DataUnavailable` with advice otherwise."""
+    """CIFAR-10 from ``root`` through torchvision; :class:`DataUnavailable` with advice otherwise.
+
+    Safety: torchvision unpickles the batch files, but only after their md5 sums match the
+    published ones, so a corrupt or substituted file is rejected before it is unpickled.
+    """
     if root is None:
         raise DataUnavailable(
             f"CIFAR-10 is not configured: pass --data-dir DIR (or set {ENV_DATA_DIR}) to a folder "
-            "holding cifar-10-batches-py, and add --download to let torchvision fetch it")
-    from torchvision.datasets import CIFAR10  # imported here: torchvision is slow to import
+            f"holding {CIFAR_FOLDER}, and add --download to let torchvision fetch it")
+    try:
+        from torchvision.datasets import CIFAR10  # here: torchvision is slow to import
+    except ImportError as exc:
+        raise DataUnavailable(f"torchvision cannot be imported ({exc}); install it") from exc
 
+    hint = "" if download else f"; add --download (or {ENV_DOWNLOAD}=1) to fetch it there"
+    problem = "" if download else diagnose_data_dir(root)
+    if problem:  # say precisely what is wrong rather than torchvision's generic message
+        raise DataUnavailable(f"CIFAR-10 not found: {problem}{hint}")
     try:
         ds = CIFAR10(str(root), train=train, download=download)
     except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted."
-        hint = "" if download else f"; add --download (or {ENV_DOWNLOAD}=1) to fetch it"
-        raise DataUnavailable(f"CIFAR-10 under {root} is missing or fails torchvision's integrity "
-                              f"check ({exc}){hint}") from exc
+        raise DataUnavailable(
+            f"CIFAR-10 under {root} fails torchvision's md5 integrity check (corrupt or "
+            f"incomplete files: {exc}){hint}") from exc
     except OSError as exc:  # no network, permission denied, …
-        raise DataUnavailable(f"CIFAR-10 could not be downloaded into {root}: {exc}") from exc
+        raise DataUnavailable(
+            f"CIFAR-10 could not be read or downloaded into {root}: {exc}") from exc
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) → NCHW
     return ImageData(x, torch.tensor(ds.targets, dtype=torch.int64),
                      f"CIFAR-10 {'train' if train else 'test'} (torchvision)", real=True)
@@ -130,7 +165,8 @@ def epoch_indices(n: int, batch_size: int, steps: int, generator: torch.Generato
     if per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} exceeds the {n} training images")
     epochs = -(-steps // per_epoch)
-    perms = [torch.randperm(n, generator=generator)[: per_epoch * batch_size] for _ in range(epochs)]
+    perms = [torch.randperm(n, generator=generator)[: per_epoch * batch_size]
+             for _ in range(epochs)]
     return torch.cat(perms).view(-1, batch_size)[:steps].to(device)
 
 

@@ -10,8 +10,26 @@ installed. Options:
 ``--fresh``                       ignore cached training runs
 ``--cache-dir DIR``               where cached training runs live (default ``.wd-cache/``)
 
-Verdicts travel in ``item.user_properties`` so that under pytest-xdist the controller receives every
-worker's verdicts and writes one report.
+Bad input fails before any claim runs, in one line: an unknown choice is argparse's usage error
+naming the valid ones, ``--device cuda`` without CUDA and an unwritable report folder are
+:class:`pytest.UsageError`. A data folder given explicitly but unusable is named in the header
+and in the report; the claims that need it are skipped with the reason (never run on the stand-in).
+
+Several processes at once. Verdicts travel in ``item.user_properties`` (JSON-able dicts), so under
+pytest-xdist (``pytest claims/ -n 2``) the controller receives every worker's verdicts and alone
+writes one report; each worker uses ``cores // workers`` torch threads. Two separate pytest
+sessions sharing a report folder each write their own ``<time>-<device>-<budget>-<pid>.*``, and
+``latest.*`` are replaced atomically, so each is a whole report of one of them.
+
+One worker per GPU (the scale-out path): list the GPUs and start as many workers::
+
+    CUDA_VISIBLE_DEVICES=0,1,2,3 pytest claims/ -n 4 --device cuda --budget full
+
+Worker ``gwK`` narrows ``CUDA_VISIBLE_DEVICES`` to the K-th listed GPU (modulo their number)
+before torch touches CUDA (:func:`worker_gpu`), so every worker has a GPU of its own and sees it
+as ``cuda:0``. Without a comma-separated ``CUDA_VISIBLE_DEVICES`` all workers share the default
+GPU. Claims are distributed per test; ``--dist loadfile`` keeps a claim's models on one GPU, which
+lets them share its cached training runs.
 """
 
 from __future__ import annotations
@@ -50,6 +68,7 @@ class Suite:
     download: bool
     fresh: bool
     provenance: dict = field(default_factory=dict)
+    data_note: str = ""            # what is wrong with an explicitly given data folder, if visible
     started: str = field(default_factory=utc_now)
 
     def context(self, **extra) -> dict:
@@ -64,7 +83,8 @@ class Suite:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("wd-claims", "weight-decay claims suite")
     group.addoption("--budget", choices=tuple(BUDGETS), default=None,
-                    help="compute budget: smoke (seconds), quick (CPU default), full (CUDA default)")
+                    help="compute budget: smoke (seconds), quick (CPU default), "
+                         "full (CUDA default)")
     group.addoption("--device", choices=DEVICES, default="auto",
                     help="device to run on; auto picks CUDA when available")
     group.addoption("--report-dir", default=None,
@@ -110,7 +130,9 @@ def _git_commit(root: Path) -> str:
                              capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=5).stdout.strip()
-        return (out.stdout.strip() + ("+dirty" if dirty else "")) if out.returncode == 0 else "unknown"
+        if out.returncode != 0:
+            return "unknown"
+        return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -145,7 +167,39 @@ def _set_threads() -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+def worker_gpu(visible: str | None, worker_id: str | None) -> str | None:
+    """The ``CUDA_VISIBLE_DEVICES`` an xdist worker should use: the ``K``-th entry (modulo their
+    number) of a comma-separated list for worker ``gwK``; ``None`` (leave it alone) otherwise."""
+    if not visible or not worker_id or not worker_id.startswith("gw"):
+        return None
+    gpus = [g.strip() for g in visible.split(",") if g.strip()]
+    if len(gpus) < 2 or not worker_id[2:].isdigit():
+        return None
+    return gpus[int(worker_id[2:]) % len(gpus)]
+
+
+def _pin_worker_gpu() -> None:
+    """Give this xdist worker one GPU of its own (see the module docstring). Must run before torch
+    initialises CUDA, i.e. first thing in :func:`pytest_configure`."""
+    gpu = worker_gpu(os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("PYTEST_XDIST_WORKER"))
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+
+
+def _data_note(data_dir: Path | None, download: bool) -> str:
+    """A warning for the header and the report when a data folder was given but is visibly
+    unusable ("" otherwise; the md5 check waits until the data are loaded)."""
+    from harness.data import diagnose_data_dir
+
+    problem = diagnose_data_dir(data_dir) if data_dir is not None and not download else ""
+    if not problem:
+        return ""
+    return (f"the CIFAR-10 folder given is unusable ({problem}); claims that need data are "
+            "skipped, not run on the stand-in. Fix the path or add --download.")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _pin_worker_gpu()
     for cid in CLAIM_IDS:
         config.addinivalue_line("markers", f"{marker_name(cid)}: claim {cid} of CLAIMS.md")
     config.addinivalue_line("markers", "models(*names): the zoo models a claim applies to")
@@ -159,12 +213,13 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_writable(report_dir, "report directory")
     from harness.data import data_dir_from_env, download_allowed
 
+    data_dir = data_dir_from_env(config.getoption("--data-dir"))
+    download = download_allowed(config.getoption("--download"))
     config.stash[SUITE] = Suite(
         budget=BUDGETS[budget_name], device=device, device_name=_device_name(device),
-        report_dir=report_dir, cache_dir=cache_dir,
-        data_dir=data_dir_from_env(config.getoption("--data-dir")),
-        download=download_allowed(config.getoption("--download")),
-        fresh=config.getoption("--fresh"), provenance=provenance(root, device))
+        report_dir=report_dir, cache_dir=cache_dir, data_dir=data_dir, download=download,
+        fresh=config.getoption("--fresh"), provenance=provenance(root, device),
+        data_note=_data_note(data_dir, download))
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ReportCollector(config, config.stash[SUITE]),
                                       "wd-claims-report")
@@ -173,35 +228,53 @@ def pytest_configure(config: pytest.Config) -> None:
 SUITE = pytest.StashKey[Suite]()
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    suite = config.stash.get(SUITE, None)
+    if suite is None:
+        return []
+    lines = [f"wd-claims: budget {suite.budget.name}, device {suite.device_name}"]
+    if suite.data_note:
+        lines.append(f"wd-claims: WARNING: {suite.data_note}")
+    return lines
+
+
 @pytest.fixture(scope="session")
 def suite(pytestconfig: pytest.Config) -> Suite:
     """The session's budget, device, data and cache settings."""
     return pytestconfig.stash[SUITE]
 
 
+def _resolve_or_skip(suite: Suite, n_train: int, n_test: int, require_real: bool):
+    """(train, test) ImageData, or :func:`pytest.skip` with the reason (see :func:`images`)."""
+    from harness.data import DataUnavailable, resolve
+
+    try:
+        return resolve(suite.data_dir, download=suite.download, n_train=n_train, n_test=n_test,
+                       require_real=require_real)
+    except DataUnavailable as exc:
+        if require_real:
+            pytest.skip(f"needs CIFAR-10 at the {suite.budget.name} budget: {exc}")
+        pytest.skip(f"the CIFAR-10 folder given cannot be used, and a folder given explicitly is "
+                    f"never replaced by the stand-in: {exc}")
+
+
 @pytest.fixture(scope="session")
 def images(suite: Suite):
     """(train, test) :class:`~harness.data.ImageData` for the budget. Skips the requesting claim,
-    with the reason, when the budget needs CIFAR-10 and it cannot be had."""
-    from harness.data import DataUnavailable, resolve
-
+    with the reason, when the budget needs CIFAR-10 and it cannot be had, or when a data folder
+    was given and is broken."""
     b = suite.budget
-    try:
-        return resolve(suite.data_dir, download=suite.download, n_train=b.n_train,
-                       n_test=b.n_test, require_real=b.needs_cifar)
-    except DataUnavailable as exc:
-        pytest.skip(f"needs CIFAR-10 at the {b.name} budget: {exc}")
+    return _resolve_or_skip(suite, b.n_train, b.n_test, b.needs_cifar)
 
 
 @pytest.fixture(scope="session")
 def probe_data(suite: Suite):
     """(x, y, data name): ``budget.probe_batch`` training images (CPU, float32, normalized) for the
-    geometry probes. These hold for any input, so the stand-in serves when CIFAR-10 is absent."""
-    from harness.data import DeviceData, resolve
+    geometry probes. These hold for any input, so the stand-in serves when CIFAR-10 is absent (but
+    not when a data folder was given and is broken: then the claim is skipped with the reason)."""
+    from harness.data import DeviceData
 
-    n = suite.budget.probe_batch
-    train, _ = resolve(suite.data_dir, download=suite.download, n_train=n, n_test=0,
-                       require_real=False)
+    train, _ = _resolve_or_skip(suite, suite.budget.probe_batch, 0, require_real=False)
     batch = DeviceData.from_images(train)
     return batch.x, batch.y, batch.name
 
@@ -211,6 +284,9 @@ def record_verdict(request: pytest.FixtureRequest, suite: Suite):
     """``record_verdict(verdict)`` files a :class:`Verdict` for the report and returns it."""
 
     def record(verdict: Verdict) -> Verdict:
+        if not isinstance(verdict, Verdict):
+            raise TypeError(f"record_verdict takes a harness.report.Verdict, got "
+                            f"{type(verdict).__name__}")
         verdict.context = {**suite.context(), **verdict.context, "provenance": suite.provenance}
         verdict.test = request.node.nodeid
         request.node.user_properties.append((VERDICT_KEY, verdict.to_json()))
@@ -226,8 +302,27 @@ def _claim_id(item_keywords) -> str | None:
     return None
 
 
+def _failure_message(report: pytest.TestReport, limit: int = 300) -> str:
+    """The first line of a failed report's error (``AssertionError: …``), cut at ``limit``."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else report.longreprtext
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    first = lines[0] if lines else "failed"
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def _verdict_key(nodeid: str, value: dict) -> tuple:
+    return (nodeid, value.get("id", ""), value.get("title", ""),
+            value.get("context", {}).get("model", ""))
+
+
 class ReportCollector:
-    """Gathers verdicts from test reports (the controller's, under xdist) and writes the report."""
+    """Gathers verdicts from test reports (the controller's, under xdist) and writes the report.
+
+    The report never disagrees with pytest: a claim that fails its test is "fail" in the report
+    even if it filed a passing verdict first, and one that fails or is skipped before filing any
+    verdict still gets a line saying why.
+    """
 
     def __init__(self, config: pytest.Config, suite: Suite):
         self.config, self.suite = config, suite
@@ -236,21 +331,44 @@ class ReportCollector:
         self.error: str = ""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for key, value in report.user_properties:
-            if key == VERDICT_KEY:
-                self.verdicts[(report.nodeid, value["id"], value.get("title", ""),
-                               value.get("context", {}).get("model", ""))] = value
-        if report.skipped and not any(k[0] == report.nodeid for k in self.verdicts):
-            cid = _claim_id(report.keywords)
-            if cid is not None:  # a claim skipped before it could file a verdict: say why
-                self.verdicts[(report.nodeid, cid, "", "")] = self._skip_verdict(report, cid)
+        filed = {_verdict_key(report.nodeid, value): value
+                 for key, value in report.user_properties if key == VERDICT_KEY}
+        for key, value in filed.items():  # setup/call/teardown reports repeat them: first wins
+            self.verdicts.setdefault(key, value)
+        mine = [v for k, v in self.verdicts.items() if k[0] == report.nodeid]
+        cid = _claim_id(report.keywords)
+        if report.failed:
+            message = _failure_message(report)
+            for v in mine:
+                if v["status"] in ("pass", "skip"):  # the test says otherwise: it wins
+                    v["status"] = "fail"
+                    v["reason"] = f"the test failed after filing this verdict: {message}"
+            if not mine and cid is not None:
+                self.verdicts[(report.nodeid, cid, "", "")] = self._bare_verdict(
+                    report, cid, "fail", f"the test failed before filing a verdict ({report.when}):"
+                                         f" {message}")
+        elif report.skipped and not mine and cid is not None:
+            if hasattr(report, "wasxfail"):
+                status, reason = "xfail", report.wasxfail or "expected failure"
+            else:
+                longrepr = report.longrepr
+                reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+                status, reason = "skip", reason.removeprefix("Skipped: ")
+            self.verdicts[(report.nodeid, cid, "", "")] = self._bare_verdict(
+                report, cid, status, reason)
+        elif report.passed and report.when == "call":
+            for v in mine:
+                if v["status"] == "fail" and "test passed" not in v["reason"]:
+                    v["reason"] = (v["reason"] + " " if v["reason"] else "") + (
+                        "(but the test passed: it does not assert its verdict)")
 
-    def _skip_verdict(self, report: pytest.TestReport, cid: str) -> dict:
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    def _bare_verdict(self, report: pytest.TestReport, cid: str, status: str,
+                      reason: str) -> dict:
+        """The verdict of a claim that filed none: its name, the status and why."""
         name = report.nodeid.split("::")[-1]
         model = name.split("[", 1)[1].rstrip("]") if "[" in name else ""
         title = name.split("[")[0].removeprefix("test_").replace("_", " ")
-        return Verdict(id=cid, title=title, status="skip", reason=reason.removeprefix("Skipped: "),
+        return Verdict(id=cid, title=title, status=status, reason=reason,
                        context=self.suite.context(model=model), test=report.nodeid).to_json()
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -259,12 +377,14 @@ class ReportCollector:
         info = {"budget": self.suite.budget.name, "device": self.suite.device_name,
                 "device_kind": self.suite.device, "started": self.suite.started,
                 "finished": utc_now(), "provenance": self.suite.provenance,
-                "budget_note": _budget_note(self.suite)}
+                "budget_note": _budget_note(self.suite), "data_note": self.suite.data_note,
+                "incomplete": _incomplete(session, exitstatus)}
         verdicts = [Verdict.from_json(v) for v in self.verdicts.values()]
         try:
             self.report_path = write_report(verdicts, info, self.suite.report_dir)
-        except OSError as exc:  # e.g. a full disk: latest.* were replaced atomically or not at all
-            self.error = f"the report could not be written to {self.suite.report_dir}: {exc}"
+        except OSError as exc:  # e.g. a full disk: the previous latest.* are left as they were
+            self.error = (f"the report could not be written to {self.suite.report_dir}: {exc}; "
+                          "the previous reports are unchanged")
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int) -> None:
@@ -272,10 +392,19 @@ class ReportCollector:
             return
         terminalreporter.write_sep("-", "weight-decay claims report")
         if self.error:
-            terminalreporter.write_line(f"ERROR: {self.error}")
+            terminalreporter.write_line(f"ERROR: {self.error}", red=True)
         else:
             terminalreporter.write_line(f"report: {self.report_path}")
             terminalreporter.write_line(f"latest: {self.report_path.parent / 'latest.md'}")
+
+
+def _incomplete(session: pytest.Session, exitstatus: int) -> str:
+    """Why the run stopped early ("" if it did not)."""
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        return "the run was interrupted (Ctrl-C / SIGINT) before every claim had run."
+    if session.shouldstop or session.shouldfail:
+        return f"the run stopped early ({session.shouldstop or session.shouldfail})."
+    return ""
 
 
 def _budget_note(suite: Suite) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -81,48 +82,119 @@ def fmt(value, digits: int = 3) -> str:
             return f"{value:.{digits}g}"
         return f"{value:.{digits - 1}e}"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={fmt(v, digits)}" for k, v in value.items())
+        inner = ", ".join(f"{k}={_nested(v, digits)}" for k, v in value.items())
+        return inner
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
     return str(value)
 
 
+def _nested(value, digits: int) -> str:
+    """A value inside a dict: nested dicts keep their braces so that the levels stay readable."""
+    return "{" + fmt(value, digits) + "}" if isinstance(value, dict) else fmt(value, digits)
+
+
+def _cell(text: str, limit: int = 0) -> str:
+    """``text`` safe for one markdown table cell (``|`` escaped, one line), cut at ``limit``."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if not limit or len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a crash or a full
     disk leaves the previous file untouched, and readers never see a half-written one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    atomic_write_texts({Path(path): text})
+
+
+def atomic_write_texts(files: dict[Path, str]) -> None:
+    """Write several files all-or-nothing (as far as a file system allows): every text is first
+    written and fsynced to a temporary file beside its target, and only when all of them are on
+    disk are they renamed into place. A full disk or a crash while writing leaves every previous
+    file untouched (no new ``latest.md`` beside an old ``latest.json``); ``os.replace`` itself
+    allocates nothing, so it does not fail on a full disk."""
+    staged: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        for path, text in files.items():
+            fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.",
+                                       suffix=".tmp")
+            staged.append((tmp, Path(path)))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_figure(fig, report_dir: Path, filename: str) -> str:
+    """Save a matplotlib ``fig`` as ``report_dir/figures/filename`` atomically (two concurrent
+    sessions sharing a report folder never leave a half-written PNG) and return the path to list
+    in :attr:`Verdict.figures`, relative to the report (``"figures/<filename>"``)."""
+    target = Path(report_dir) / "figures" / filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=target.suffix.lstrip(".") or "png", dpi=110)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return f"figures/{filename}"
+
+
+def redact(text: str) -> str:
+    """``text`` with the user's home directory written ``~``: reports are shared, the layout of
+    the machine that produced them is not theirs to publish (paths in skip reasons and error
+    messages are the usual carriers)."""
+    home = str(Path.home()).rstrip("/")
+    if not home:  # HOME=/ : nothing to hide, and "/" is in every path
+        return text
+    return re.sub(re.escape(home) + r"(?![\w.-])", "~", text)
 
 
 _BADGE = {"pass": "PASS", "fail": "**FAIL**", "skip": "skip", "xfail": "expected failure"}
 
 
-def _anchor(v: Verdict) -> str:
-    return f"{v.id}-{v.context.get('model', '')}".lower().replace(" ", "-").replace("_", "-")
+def _anchors(verdicts: list[Verdict]) -> list[str]:
+    """One unique HTML anchor per verdict: ``<id>-<model>``, numbered when a pair repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for v in verdicts:
+        base = f"{v.id}-{v.context.get('model', '')}".lower().strip("-")
+        base = re.sub(r"[^a-z0-9]+", "-", base).strip("-")
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return out
 
 
 def render_markdown(verdicts: list[Verdict], session: dict) -> str:
     """The whole report: header, summary table, one section per verdict, provenance."""
+    verdicts = sorted(verdicts, key=_sort_key)
+    anchors = _anchors(verdicts)
     counts = {s: sum(v.status == s for v in verdicts) for s in STATUSES}
     lines = [
         "# Weight-decay claims: verification report",
         "",
         "Claims of A. Labatie, *The Serendipitous Effectiveness of Weight Decay in Deep Learning* "
-        "(Towards Data Science, 2020), checked by `pytest claims/`. Quotes are the article's words.",
+        "(Towards Data Science, 2020), checked by `pytest claims/`. "
+        "Quotes are the article's words.",
         "",
         f"**Budget** `{session.get('budget')}` · **device** {session.get('device')} · "
         f"**started** {session.get('started')} · "
-        + " · ".join(f"{n} {s}" for s, n in counts.items() if n),
+        + " · ".join(f"{n} {_BADGE[s].strip('*')}" for s, n in counts.items() if n),
         "",
+    ]
+    if session.get("incomplete"):
+        lines += [f"> **Incomplete run:** {session['incomplete']} Only the claims that finished "
+                  "are reported below.", ""]
+    if session.get("data_note"):
+        lines += [f"> **Data:** {session['data_note']}", ""]
+    lines += [
         "Convention: the article's loss term λ‖w‖² is `torch.optim.SGD(weight_decay=2λ)`; every λ "
         "below is the article's. u = w/‖w‖, G = ‖∇L(u|B)‖ = ‖g‖·‖w‖.",
         "",
@@ -132,15 +204,17 @@ def render_markdown(verdicts: list[Verdict], session: dict) -> str:
     lines += ["## Summary", "",
               "| id | claim | model · data | expected | measured | tolerance | verdict |",
               "|---|---|---|---|---|---|---|"]
-    for v in sorted(verdicts, key=_sort_key):
+    for v, anchor in zip(verdicts, anchors, strict=True):
         ctx = v.context
+        verdict = _BADGE[v.status] + (f": {_cell(v.reason, 80)}"
+                                      if v.status != "pass" and v.reason else "")
         lines.append(
-            f"| [{v.id}](#{_anchor(v)}) | {v.title} | {ctx.get('model', '–')} · "
-            f"{ctx.get('data', '–')} | {v.expected or '–'} | {fmt(_headline(v.measured))} | "
-            f"{fmt(v.tolerance)} | {_BADGE[v.status]} |")
+            f"| [{v.id}](#{anchor}) | {_cell(v.title)} | {_cell(ctx.get('model', '–'))} · "
+            f"{_cell(ctx.get('data', '–'))} | {_cell(v.expected or '–')} | "
+            f"{_cell(fmt(_headline(v.measured)))} | {_cell(fmt(v.tolerance))} | {verdict} |")
     lines.append("")
-    for v in sorted(verdicts, key=_sort_key):
-        lines += _section(v)
+    for v, anchor in zip(verdicts, anchors, strict=True):
+        lines += _section(v, anchor)
     lines += ["## Provenance", "", "```", json.dumps(session.get("provenance", {}), indent=2),
               "```", ""]
     return "\n".join(lines)
@@ -158,12 +232,15 @@ def _headline(measured):
     return measured
 
 
-def _section(v: Verdict) -> list[str]:
+def _section(v: Verdict, anchor: str) -> list[str]:
     ctx = v.context
-    out = [f'<a id="{_anchor(v)}"></a>', f"## {v.id} — {v.title} ({ctx.get('model', '')})", ""]
+    model = f" ({ctx['model']})" if ctx.get("model") else ""
+    out = [f'<a id="{anchor}"></a>', f"## {v.id} — {v.title}{model}", ""]
     if v.quote:
         out += [f"> “{v.quote}” — Labatie (2020)", ""]
     out += [f"**Verdict: {_BADGE[v.status]}**" + (f" — {v.reason}" if v.reason else ""), ""]
+    if v.status == "skip" and not (v.expected or v.measured is not None or v.control):
+        return out + ([f"- test: `{v.test}`", ""] if v.test else [])  # nothing was measured
     out += [f"- model: {ctx.get('model', '–')}; data: {ctx.get('data', '–')}; "
             f"dtype: {ctx.get('dtype', '–')}; seed(s): {ctx.get('seed', '–')}; "
             f"budget: {ctx.get('budget', '–')}; device: {ctx.get('device', '–')}",
@@ -175,6 +252,8 @@ def _section(v: Verdict) -> list[str]:
         c = v.control
         out.append(f"- negative control: {c.get('description', '')} → measured "
                    f"{fmt(c.get('measured'))}, **{c.get('status', '?')}** by the same criterion")
+    if v.test:
+        out.append(f"- test: `{v.test}`")
     out.append("")
     if v.derivation:
         out += ["<details><summary>sympy derivation</summary>", "", "```", v.derivation, "```", "",
@@ -191,21 +270,22 @@ def _section(v: Verdict) -> list[str]:
 
 
 def write_report(verdicts: list[Verdict], session: dict, report_dir: Path) -> Path:
-    """Write ``<timestamp>-<device>-<budget>.md`` and ``.json``; refresh ``latest.*`` atomically.
+    """Write ``<timestamp>-<device>-<budget>-<pid>.md`` and ``.json``; refresh ``latest.*``.
 
     Returns the path of the timestamped markdown file. The process id in the name keeps two
-    concurrent pytest sessions from writing to the same file.
+    concurrent pytest sessions from writing to the same file; all four files are staged first and
+    renamed into place together (:func:`atomic_write_texts`), so ``latest.md`` and ``latest.json``
+    are each a whole report, and a failure (a full disk) leaves the previous ones intact.
     """
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     stem = f"{stamp}-{session.get('device_kind', 'cpu')}-{session.get('budget')}-{os.getpid()}"
-    md = render_markdown(verdicts, session)
+    md = redact(render_markdown(verdicts, session))
     # The JSON is a list of verdicts; each verdict's ``context`` carries the provenance.
-    js = json.dumps([v.to_json() for v in verdicts], indent=2, allow_nan=True)
-    for name, text in ((f"{stem}.md", md), (f"{stem}.json", js), ("latest.md", md),
-                       ("latest.json", js)):
-        atomic_write_text(report_dir / name, text)
+    js = redact(json.dumps([v.to_json() for v in verdicts], indent=2, allow_nan=True))
+    atomic_write_texts({report_dir / f"{stem}.md": md, report_dir / f"{stem}.json": js,
+                        report_dir / "latest.md": md, report_dir / "latest.json": js})
     return report_dir / f"{stem}.md"
 
 

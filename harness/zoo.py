@@ -35,14 +35,21 @@ class ModelFactoryError(RuntimeError):
     """A model factory raised or returned something that is not an ``nn.Module``."""
 
 
+def _factory_name(factory: Callable) -> str:
+    """``module.qualname`` of a factory (its repr when it has none, e.g. a partial)."""
+    qual, module = getattr(factory, "__qualname__", None), getattr(factory, "__module__", None)
+    return f"{module}.{qual}" if qual and module else repr(factory)
+
+
 def _checked(name: str, factory: Callable[..., nn.Module], kw: dict) -> nn.Module:
+    label = f"model factory {name!r} ({_factory_name(factory)})"
     try:
         module = factory(**kw)
     except Exception as exc:  # the user's factory: report it, naming the factory
-        raise ModelFactoryError(f"model factory {name!r} raised {type(exc).__name__}: {exc}") from exc
+        raise ModelFactoryError(f"{label} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(module, nn.Module):
         raise ModelFactoryError(
-            f"model factory {name!r} returned {type(module).__name__}, not a torch.nn.Module")
+            f"{label} returned {type(module).__name__}, not a torch.nn.Module")
     return module
 
 
@@ -50,9 +57,29 @@ MODELS: dict[str, ModelSpec] = {
     "resnet8": ModelSpec("resnet8", models.resnet8, models.resnet8_without_norm,
                          description="ResNet-8 (BatchNorm after every conv), 78,042 parameters"),
     "mlp_batchnorm": ModelSpec("mlp_batchnorm", models.mlp_batchnorm, models.mlp_without_norm,
-                               description="MLP 3072-64-32-10, BatchNorm1d after each hidden linear"),
+                               description="MLP 3072-64-32-10, BatchNorm1d after each hidden "
+                                           "linear"),
     "mlp_layernorm": ModelSpec("mlp_layernorm", models.mlp_layernorm, models.mlp_without_norm,
                                description="MLP 3072-64-32-10, LayerNorm after each hidden linear"),
     "conv_groupnorm": ModelSpec("conv_groupnorm", models.conv_groupnorm, models.conv_without_norm,
                                 description="2-layer CNN (8, 16 channels), GroupNorm(4)"),
 }
+
+
+def require_scale_invariant(spec: ModelSpec, model: nn.Module | None = None) -> list[str]:
+    """Names of the scale-invariant tensors of ``model`` (built from ``spec`` if not given), found
+    by probing (:mod:`harness.invariance`). A claim about scale-invariant tensors calls this first:
+    for a model that has none it calls :func:`pytest.skip` with the reason, which the report shows
+    as the claim's verdict, instead of failing on something the claim does not speak about.
+    """
+    import pytest
+
+    from harness.invariance import scale_invariant_names
+
+    if model is None:
+        model = spec.build()
+    names = scale_invariant_names(model, spec.input_shape)
+    if not names:
+        pytest.skip(f"model {spec.name!r} has no scale-invariant parameter tensor (none feeds a "
+                    "normalization), and this claim is about such tensors")
+    return names
