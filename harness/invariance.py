@@ -136,6 +136,69 @@ def scale_invariance_map(model: nn.Module, input_shape: tuple[int, ...], *, batc
             h.remove()
 
 
+@dataclass(frozen=True)
+class JointGroup:
+    names: tuple[str, ...]    # tensors that are scale-invariant only when rescaled together
+    normalization: str        # the normalization whose input they all feed first
+    deviation: float          # relative output change when all are multiplied by ρ
+
+
+@torch.no_grad()
+def joint_invariant_groups(model: nn.Module, input_shape: tuple[int, ...], *, batch: int = 8,
+                           seed: int = 0) -> list[JointGroup]:
+    """Groups of tensors, none invariant alone, that are scale-invariant when rescaled together.
+
+    Found by probing: each non-invariant tensor is perturbed and the first normalization (a module
+    that absorbed some invariant tensor's scale, in execution order) whose input changes is its
+    group; every group of two or more tensors is then rescaled jointly. Example: a BatchNorm's γ and
+    β feeding ReLU → conv → BatchNorm (ReLU is positively homogeneous, so scaling both is absorbed).
+    """
+    reports = scale_invariance_map(model, input_shape, batch=batch, seed=seed)
+    norms = {r.normalization.split(" (")[0] for r in reports if r.invariant and r.normalization}
+    twin = float64_exact(model)
+    _move_to_generic_point(twin, seed)
+    x = probe_input(input_shape, batch, seed)
+    store, handles = _record_io(twin)
+    try:
+        base_out = twin(x)
+        order = [n for n in store if n in norms]  # dict order = execution order
+        base_io = dict(store)
+        params = dict(twin.named_parameters())
+        groups: dict[str, list[str]] = {}
+        for r in reports:
+            if r.invariant:
+                continue
+            p = params[r.name]
+            saved = p.detach().clone()
+            p.add_(0.1 * (p.abs().mean() + 1.0))
+            store.clear()
+            twin(x)
+            p.copy_(saved)
+            changed = [n for n in order if relative_change(store[n][0], base_io[n][0]) > FLOAT64_RTOL]
+            if changed:
+                groups.setdefault(changed[0], []).append(r.name)
+        found = []
+        for norm, names in groups.items():
+            if len(names) < 2:
+                continue
+            saved = {n: params[n].detach().clone() for n in names}
+            deviations = []
+            for rho in PROBE_RHOS:
+                for n in names:
+                    params[n].mul_(rho)
+                deviations.append(relative_change(twin(x), base_out))
+                for n in names:
+                    params[n].copy_(saved[n])
+            if max(deviations) < FLOAT64_RTOL:
+                modules = dict(twin.named_modules())
+                found.append(JointGroup(tuple(names), f"{norm} ({type(modules[norm]).__name__})",
+                                        max(deviations)))
+        return found
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def scale_invariant_names(model: nn.Module, input_shape: tuple[int, ...], **kw) -> list[str]:
     """Names of the scale-invariant parameter tensors, in ``named_parameters`` order."""
     return [r.name for r in scale_invariance_map(model, input_shape, **kw) if r.invariant]

@@ -91,3 +91,21 @@ def test_batchnorm_in_eval_mode_is_not_scale_invariant(rho):
     x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
     dev = rescale_deviations(model, x, torch.zeros(4, dtype=torch.long), "conv1.weight", [rho])
     assert np.max(dev["output"]) > 1e-3
+
+
+def test_a_batchnorms_gamma_and_beta_are_invariant_only_jointly():
+    # γ and β of the first norm feed ReLU → Linear → norm: scaling both is absorbed, either alone is
+    # not (at a generic point).
+    from harness.invariance import joint_invariant_groups
+
+    torch.manual_seed(0)
+    groups = joint_invariant_groups(MLP(in_features=12, hidden=(8, 8), norm="batch"), (12,))
+    assert [(g.names, g.normalization) for g in groups] == [
+        (("net.2.weight", "net.2.bias"), "net.5 (BatchNorm1d)")]
+
+
+def test_no_joint_group_is_reported_without_normalization():
+    from harness.invariance import joint_invariant_groups
+
+    torch.manual_seed(0)
+    assert joint_invariant_groups(MLP(in_features=12, hidden=(8, 8), norm="none"), (12,)) == []
