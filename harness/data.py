@@ -88,15 +88,14 @@ def load_cifar10(root: Path | None, *, train: bool, download: bool = False) -> I
         raise DataUnavailable(
             f"CIFAR-10 is not configured: pass --data-dir DIR (or set {ENV_DATA_DIR}) to a folder "
             f"holding {CIFAR_FOLDER}, and add --download to let torchvision fetch it")
-    try:
-        from torchvision.datasets import CIFAR10  # here: torchvision is slow to import
-    except ImportError as exc:
-        raise DataUnavailable(f"torchvision cannot be imported ({exc}); install it") from exc
-
     hint = "" if download else f"; add --download (or {ENV_DOWNLOAD}=1) to fetch it there"
     problem = "" if download else diagnose_data_dir(root)
     if problem:  # say precisely what is wrong rather than torchvision's generic message
         raise DataUnavailable(f"CIFAR-10 not found: {problem}{hint}")
+    try:
+        from torchvision.datasets import CIFAR10  # here: torchvision is slow to import
+    except ImportError as exc:
+        raise DataUnavailable(f"torchvision cannot be imported ({exc}); install it") from exc
     try:
         ds = CIFAR10(str(root), train=train, download=download)
     except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted."

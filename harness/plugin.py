@@ -151,8 +151,8 @@ def provenance(root: Path, device: str) -> dict:
     import sympy
     import torch
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "sympy": sympy.__version__, "numpy": numpy.__version__,
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "sympy": str(sympy.__version__), "numpy": str(numpy.__version__),
             "platform": platform.platform(terse=True), "device": _device_name(device),
             "cpu_count": os.cpu_count(), "git_commit": _git_commit(root)}
 

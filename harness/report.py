@@ -53,17 +53,20 @@ class Verdict:
 
 
 def _jsonable(obj):
-    """Numbers, strings, lists and dicts only; numpy/torch scalars become floats, NaN stays NaN."""
+    """Plain numbers, strings, lists and dicts only (what JSON and pytest-xdist's execnet can
+    carry): numpy/torch scalars become floats, subclasses of str/int/float (``torch.__version__``,
+    enums) their base type, NaN stays NaN, anything else its ``str``."""
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, bool, int)) or obj is None:
+    if obj is None:
         return obj
+    for kind in (bool, str, int, float):
+        if isinstance(obj, kind):
+            return kind(obj)
     if hasattr(obj, "tolist"):  # numpy / torch arrays and scalars
         return _jsonable(obj.tolist())
-    if isinstance(obj, float):
-        return obj
     return str(obj)
 
 

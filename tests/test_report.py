@@ -40,6 +40,14 @@ def test_json_round_trip_keeps_nan_and_turns_numpy_into_floats():
     assert back.measured["headline"] == 0.5 and math.isnan(back.measured["nan"])
 
 
+def test_json_holds_only_plain_types_that_xdist_can_carry():
+    class Version(str):  # like torch.__version__ (TorchVersion), which execnet refuses
+        pass
+
+    out = Verdict(id="C1", title="t", context={"torch": Version("2.0")}).to_json()
+    assert type(out["context"]["torch"]) is str
+
+
 def test_a_pipe_inside_a_cell_does_not_split_the_summary_row():
     md = render_markdown([verdict()], SESSION)
     (row,) = summary_rows(md)
