@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -211,6 +212,8 @@ def pytest_configure(config: pytest.Config) -> None:
     cache_dir = Path(config.getoption("--cache-dir") or root / ".wd-cache")
     if not hasattr(config, "workerinput"):  # the controller checks once, before any test runs
         _check_writable(report_dir, "report directory")
+        if config.getoption("--cache-dir"):  # the default lives in the rootdir; create it lazily
+            _check_writable(cache_dir, "cache directory")
     from harness.data import data_dir_from_env, download_allowed
 
     data_dir = data_dir_from_env(config.getoption("--data-dir"))
@@ -329,6 +332,7 @@ class ReportCollector:
         self.verdicts: dict[tuple, dict] = {}
         self.report_path: Path | None = None
         self.error: str = ""
+        self.collect_errors = 0
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         filed = {_verdict_key(report.nodeid, value): value
@@ -362,6 +366,20 @@ class ReportCollector:
                     v["reason"] = (v["reason"] + " " if v["reason"] else "") + (
                         "(but the test passed: it does not assert its verdict)")
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A claim module that cannot even be imported is a failed claim, not a missing line."""
+        if not report.failed:
+            return
+        self.collect_errors += 1
+        match = re.search(r"test_([ce])(\d+)_\w*\.py", report.nodeid)
+        if match is None:
+            return
+        cid = f"{match[1].upper()}{int(match[2])}"
+        self.verdicts[(report.nodeid, cid, "", "")] = Verdict(
+            id=cid, title=report.nodeid.rsplit("/", 1)[-1], status="fail",
+            reason=f"the claim module could not be collected: {_failure_message(report)}",
+            context=self.suite.context(), test=report.nodeid).to_json()
+
     def _bare_verdict(self, report: pytest.TestReport, cid: str, status: str,
                       reason: str) -> dict:
         """The verdict of a claim that filed none: its name, the status and why."""
@@ -378,7 +396,7 @@ class ReportCollector:
                 "device_kind": self.suite.device, "started": self.suite.started,
                 "finished": utc_now(), "provenance": self.suite.provenance,
                 "budget_note": _budget_note(self.suite), "data_note": self.suite.data_note,
-                "incomplete": _incomplete(session, exitstatus)}
+                "incomplete": _incomplete(session, exitstatus, self.collect_errors)}
         verdicts = [Verdict.from_json(v) for v in self.verdicts.values()]
         try:
             self.report_path = write_report(verdicts, info, self.suite.report_dir)
@@ -398,8 +416,10 @@ class ReportCollector:
             terminalreporter.write_line(f"latest: {self.report_path.parent / 'latest.md'}")
 
 
-def _incomplete(session: pytest.Session, exitstatus: int) -> str:
+def _incomplete(session: pytest.Session, exitstatus: int, collect_errors: int) -> str:
     """Why the run stopped early ("" if it did not)."""
+    if exitstatus == pytest.ExitCode.INTERRUPTED and collect_errors:
+        return f"{collect_errors} module(s) could not be collected, so no claim ran."
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         return "the run was interrupted (Ctrl-C / SIGINT) before every claim had run."
     if session.shouldstop or session.shouldfail:

@@ -76,13 +76,15 @@ def test_cuda_without_cuda_is_a_one_line_error_not_a_traceback(run):
                       f"{torch.__version__}; run with --device cpu (or auto)"]
 
 
-def test_an_unwritable_report_folder_is_a_usage_error(pytester, run):
+@pytest.mark.parametrize("option", ["--report-dir", "--cache-dir"])
+def test_an_unwritable_report_or_cache_folder_is_a_usage_error(pytester, option):
     # Tests run as root, which ignores chmod: a folder under a regular file cannot be created.
     blocker = pytester.path / "a-file"
     blocker.write_text("")
-    result = pytester.runpytest("--report-dir", str(blocker / "reports"))
+    result = pytester.runpytest(option, str(blocker / "sub"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: report directory */a-file/reports is not writable "
+    what = option.removeprefix("--").replace("-dir", "")
+    result.stderr.fnmatch_lines([f"ERROR: {what} directory */a-file/sub is not writable "
                                  "(Not a directory); pass a writable directory"])
 
 
@@ -220,6 +222,16 @@ def test_files_nothing_and_is_an_expected_failure():
     assert "assert 1 == 2" in found["test_files_nothing_then_fails"]["reason"]
     xfail = found["test_files_nothing_and_is_an_expected_failure"]
     assert xfail["status"] == "xfail" and xfail["reason"] == "the article is imprecise here"
+
+
+def test_a_claim_module_that_cannot_be_imported_is_a_failed_claim_in_the_report(pytester, run):
+    pytester.makepyfile(test_c07_broken="import pytest\nfrom harness.theory import no_such_thing\n")
+    result, report_dir = run()
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # pytest stops on collection errors
+    (v,) = json.loads((report_dir / "latest.json").read_text())
+    assert v["id"] == "C7" and v["status"] == "fail"
+    assert "could not be collected: ImportError" in v["reason"]
+    assert "1 module(s) could not be collected" in (report_dir / "latest.md").read_text()
 
 
 def test_record_verdict_refuses_anything_but_a_verdict(pytester, run):
