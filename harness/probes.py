@@ -1,4 +1,5 @@
-"""Measurements on a model at one point: rescale a tensor, gradient/weight cosine, gradient norms.
+"""Measurements on a model at one point: rescale a tensor, gradient/weight cosine, gradient norms,
+sharpness on the unit sphere (top eigenvalue of the projected Hessian, by Lanczos).
 
 All functions leave the model's parameters as they found them (a rescaled tensor is restored from a
 copy, never by dividing, which would not be exact for general ρ).
@@ -6,8 +7,11 @@ copy, never by dividing, which would not be exact for general ρ).
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -94,3 +98,109 @@ def loglog_slope(xs, ys) -> float:
 
     lx, ly = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
     return float(np.polyfit(lx, ly, 1)[0])
+
+
+# --- sharpness on the unit sphere (C10) -------------------------------------------------------
+#
+# For a scale-invariant loss the Euclidean Hessian at w has a radial part: differentiating Euler's
+# ⟨∇L(w), w⟩ = 0 (C2) gives ∇²L(w)·w = −∇L(w). What the direction dynamics u ← u − η_e∇L(u) (C6)
+# feel is the Riemannian Hessian of L on the sphere, P(∇²L − ⟨∇L, u⟩I)P with P = I − uuᵀ; the
+# ⟨∇L, u⟩ term vanishes (C2), so it is P∇²L P at ‖u‖ = 1, taken per tensor (a product of spheres).
+# Its Hessian at ‖w‖ = r is the one at 1 divided by r² (C3, once more), so ‖w‖ = 1 is the scale at
+# which the effective learning rate η_e = η/((1 − 2ηλ)‖w‖²) multiplies it.
+
+
+@dataclass(frozen=True)
+class Sharpness:
+    """Top eigenvalue of S·P∇²L·P·S on a product of unit spheres and how it was reached."""
+
+    value: float          # largest algebraic eigenvalue
+    residual: float       # ‖Av − value·v‖ / |value| for the returned unit vector v (A the operator)
+    matvecs: int          # Hessian-vector products used (the residual's one included)
+    converged: bool       # ARPACK met its tolerance within its iteration limit
+    dim: int              # coordinates: the total size of the tensors
+    tol: float            # ARPACK's relative tolerance
+
+
+def tangent_projection(vs: list[torch.Tensor], us: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per tensor, v − ⟨u, v⟩u: the component of v tangent to the sphere at the unit tensor u."""
+    return [v - (u * v).sum() * u for v, u in zip(vs, us, strict=True)]
+
+
+def sphere_hvp(loss_fn, points: list[torch.Tensor], scales=None):
+    """The operator v ↦ S P ∇²L P S v at the unit-normalized ``points``, on flat float64 vectors.
+
+    ``loss_fn(tensors) -> scalar`` evaluates the loss at the given tensors (same shapes as
+    ``points``); each point is divided by its norm first (the loss is scale-invariant in it).
+    ``scales``: one positive number s_i per tensor (default 1): S = diag(s_i I), e.g. s_i = √η_e,i
+    gives the operator whose top eigenvalue decides the stability of u_i ← u_i − η_e,i∇_iL.
+    Returns (matvec: (dim,) ndarray → (dim,) ndarray, dim). The gradient graph is built once.
+    """
+    us = [(p.detach() / p.detach().norm()).requires_grad_(True) for p in points]
+    grads = torch.autograd.grad(loss_fn(us), us, create_graph=True)
+    sizes = [u.numel() for u in us]
+    s = [1.0] * len(us) if scales is None else [float(c) for c in scales]
+    u0 = [u.detach() for u in us]
+
+    def matvec(v_flat):
+        flat = torch.as_tensor(np.asarray(v_flat, dtype=np.float64).ravel())
+        vs = [c.view_as(u).to(u.dtype) * si
+              for c, u, si in zip(flat.split(sizes), u0, s, strict=True)]
+        vs = tangent_projection(vs, u0)
+        hv = torch.autograd.grad(grads, us, grad_outputs=vs, retain_graph=True)
+        hv = tangent_projection([h.detach() for h in hv], u0)
+        out = torch.cat([(h * si).reshape(-1) for h, si in zip(hv, s, strict=True)])
+        return out.double().numpy()
+
+    return matvec, sum(sizes)
+
+
+def top_eigenvalue(matvec, dim: int, *, tol: float = 1e-3, ncv: int = 12, maxiter: int = 20,
+                   seed: int = 0) -> Sharpness:
+    """Largest algebraic eigenvalue of a symmetric operator by Lanczos (ARPACK's eigsh).
+
+    ``matvec``: (dim,) → (dim,). ARPACK stops when its Ritz residual is ≤ tol·|value|; if it has
+    not within ``maxiter`` restarts, its best Ritz pair is returned with ``converged=False``. The
+    residual reported is recomputed with one more product, so it does not trust ARPACK's estimate.
+    """
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+    count = [0]
+
+    def counted(v):
+        count[0] += 1
+        return matvec(v)
+
+    op = LinearOperator((dim, dim), matvec=counted, dtype=np.float64)
+    v0 = np.random.default_rng(seed).standard_normal(dim)
+    converged = True
+    try:
+        vals, vecs = eigsh(op, k=1, which="LA", tol=tol, ncv=min(ncv, dim - 1), maxiter=maxiter,
+                           v0=v0)
+    except ArpackNoConvergence as exc:
+        converged = False
+        vals, vecs = exc.eigenvalues, exc.eigenvectors
+        if len(vals) == 0:
+            return Sharpness(float("nan"), float("nan"), count[0], False, dim, tol)
+    value, vec = float(vals[0]), vecs[:, 0] / np.linalg.norm(vecs[:, 0])
+    residual = float(np.linalg.norm(counted(vec) - value * vec) / abs(value))
+    return Sharpness(value, residual, count[0], converged, dim, tol)
+
+
+def sharpness_on_sphere(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: list[str], *,
+                        dtype: torch.dtype = torch.float64, scales=None, tol: float = 1e-3,
+                        ncv: int = 12, maxiter: int = 20, seed: int = 0) -> Sharpness:
+    """Sharpness of the cross-entropy on the batch (x, y) over the tensors ``names`` (assumed
+    scale-invariant), each rescaled to unit norm: top eigenvalue of S·P∇²L·P·S (see
+    :func:`sphere_hvp`). BN runs in training mode (batch statistics of x), on a ``dtype`` copy of
+    ``model``; the model itself is untouched. x: (B, …), y: (B,)."""
+    twin = copy.deepcopy(model).to(dtype).train()
+    xd = x.to(dtype)
+
+    def loss_fn(tensors):
+        out = torch.func.functional_call(twin, dict(zip(names, tensors, strict=True)), (xd,))
+        return F.cross_entropy(out, y)
+
+    points = [named_param(twin, n) for n in names]
+    matvec, dim = sphere_hvp(loss_fn, points, scales)
+    return top_eigenvalue(matvec, dim, tol=tol, ncv=ncv, maxiter=maxiter, seed=seed)
