@@ -469,3 +469,55 @@ def c08_effective_lr(n: int = 3) -> Derivation:
                     _is_zero(sp.simplify(cos_step**2 - (a * nw / nn_) ** 2)),
                 "d log theta*/d log(eta lambda) -> 1/2": theta_exponent == sp.Rational(1, 2)},
     )
+
+
+def c10_flatness() -> Derivation:
+    """Linear stability of gradient descent on a quadratic, then on the sphere (C5, C6, C8).
+
+    On L(z) = ½hz² (h > 0 the curvature) a step of size η is z ← z − ηL′(z) = (1 − ηh)z: the
+    minimum is linearly stable iff |1 − ηh| < 1 ⇔ 0 < ηh < 2 (solved below), so a minimum whose
+    sharpness h exceeds 2/η cannot hold the iterates. On the sphere the direction moves with the
+    effective learning rate η_e = η/((1 − 2ηλ)‖w‖²) (C6): stability needs h·η_e < 2, h measured
+    at ‖w‖ = 1. At the equilibrium x* of C5, η_e* = 2√(ηλ(1 − ηλ))/(G(1 − 2ηλ)) (C8's
+    2√(ηλ(1 − ηλ))/G to first order in ηλ) and the bound 2/η_e* = G(1 − 2ηλ)/√(ηλ(1 − ηλ)):
+    at fixed η and G it falls as λ grows (log-log slope → −½ as ηλ → 0), and along equal ηλ it
+    does not depend on λ at all.
+    """
+    q = sp.Symbol("q", positive=True)           # ηh: the step times the curvature
+    z = sp.Symbol("z", real=True)               # the coordinate along the curvature direction
+    multiplier = sp.simplify((z - eta * sp.diff(h_curv * z**2 / 2, z)) / z)
+    stable = sp.solve_univariate_inequality(sp.Abs(multiplier.subs(h_curv, q / eta)) < 1, q,
+                                            relational=False)
+    q_max = stable.sup                          # the largest stable ηh
+    eta_e = eta / ((1 - 2 * eta * lam) * x)     # C6's exact first-order factor
+    x_star = c05_equilibrium().exprs["x_star"]
+    eta_e_star = sp.simplify(eta_e.subs(x, x_star).subs(eta, s_el / lam))
+    closed = 2 * sp.sqrt(s_el * (1 - s_el)) / (G * (1 - 2 * s_el))
+    bound_star = sp.simplify(q_max / closed)
+    ll = sp.Symbol("log_lambda", real=True)
+    slope_fixed_eta = sp.simplify(
+        sp.diff(sp.log(bound_star.subs(s_el, eta * sp.exp(ll))), ll).subs(ll, sp.log(lam)))
+    slope_in_s = sp.simplify(slope_fixed_eta.subs(lam, s_el / eta))
+    c08_form = 2 * sp.sqrt(s_el * (1 - s_el)) / G
+    return Derivation(
+        claim="C10",
+        statement="gradient descent on (1/2) h z^2: z <- (1 - eta h) z, stable iff 0 < eta h < 2; "
+                  "on the sphere h eta_e < 2 with eta_e = eta/((1 - 2 eta lambda)||w||^2); at "
+                  "equilibrium 2/eta_e* = G (1 - 2 eta lambda)/sqrt(eta lambda (1 - eta lambda))",
+        exprs={"multiplier": multiplier, "stable_eta_h": stable, "eta_h_max": q_max,
+               "sharpness_bound": q_max / eta, "eta_e": eta_e,
+               "sphere_bound": sp.simplify(q_max / eta_e), "stability_product": h_curv * eta_e,
+               "eta_e_star": closed, "bound_at_equilibrium": bound_star,
+               "loglog_slope_in_lambda": slope_in_s,
+               "loglog_slope_limit": sp.limit(slope_in_s, s_el, 0, "+")},
+        proved={"z - eta L'(z) == (1 - eta h) z": _is_zero(multiplier - (1 - eta * h_curv)),
+                "|1 - eta h| < 1 exactly for 0 < eta h < 2": stable == sp.Interval.open(0, 2),
+                "eta_e(x*) == 2 sqrt(eta lambda (1 - eta lambda))/(G (1 - 2 eta lambda))":
+                    _is_zero(eta_e_star**2 - closed**2),    # both positive for ηλ < ½: squares
+                "eta_e(x*) == C8's 2 sqrt(eta lambda (1 - eta lambda))/G + O(eta lambda)":
+                    sp.limit((closed - c08_form) / c08_form / s_el, s_el, 0, "+") == 2,
+                "d log(2/eta_e*)/d log lambda -> -1/2 as eta lambda -> 0 (fixed eta, G)":
+                    sp.limit(slope_in_s, s_el, 0, "+") == -sp.Rational(1, 2),
+                "2/eta_e* depends on (eta, lambda) only through eta lambda":
+                    not bound_star.has(eta) and not bound_star.has(lam)},
+    )

@@ -148,3 +148,17 @@ def test_sharpness_of_a_batchnorm_mlp_matches_the_dense_projected_hessian():
         dict(model.named_parameters())[names[0]].mul_(2.0**5)
     again = sharpness_on_sphere(model, x, y, names, tol=TOL, ncv=10, maxiter=200)
     assert again.value == pytest.approx(got.value, rel=1e-6)
+
+
+def test_c10_derivation_gives_the_stability_bound_two_and_its_lambda_slope():
+    from harness import theory
+
+    d = theory.c10_flatness()
+    assert all(d.proved.values()), d.text
+    assert d.exprs["eta_h_max"] == 2
+    # η = 0.1, h = 19 is stable (ηh = 1.9), h = 21 is not: |1 − ηh| = 0.9 vs 1.1.
+    mult = d.fn("multiplier", theory.eta, theory.h_curv)
+    assert abs(mult(0.1, 19.0)) < 1 < abs(mult(0.1, 21.0))
+    # ηλ = 0.01: slope −1/(2(1 − s)(1 − 2s)) = −1/(2·0.99·0.98) ≈ −0.51536
+    slope = d.fn("loglog_slope_in_lambda", theory.s_el)
+    assert slope(0.01) == pytest.approx(-1 / (2 * 0.99 * 0.98), rel=1e-12)
