@@ -213,7 +213,7 @@ def render_markdown(verdicts: list[Verdict], session: dict) -> str:
                                       if v.status != "pass" and v.reason else "")
         lines.append(
             f"| [{v.id}](#{anchor}) | {_cell(v.title)} | {_cell(ctx.get('model', '–'))} · "
-            f"{_cell(ctx.get('data', '–'))} | {_cell(v.expected or '–')} | "
+            f"{_cell(_short(ctx.get('data', '–')))} | {_cell(v.expected or '–')} | "
             f"{_cell(fmt(_headline(v.measured)))} | {_cell(fmt(v.tolerance))} | {verdict} |")
     lines.append("")
     for v, anchor in zip(verdicts, anchors, strict=True):
@@ -221,6 +221,12 @@ def render_markdown(verdicts: list[Verdict], session: dict) -> str:
     lines += ["## Provenance", "", "```", json.dumps(session.get("provenance", {}), indent=2),
               "```", ""]
     return "\n".join(lines)
+
+
+def _short(label) -> str:
+    """A data label without its parenthesised detail, for the summary ("stand-in (…)" → "stand-in");
+    the section gives it whole."""
+    return str(label).split(" (", 1)[0]
 
 
 def _sort_key(v: Verdict):

@@ -55,6 +55,12 @@ def test_a_pipe_inside_a_cell_does_not_split_the_summary_row():
     assert r"\|cos(∇L, w)\|" in row
 
 
+def test_the_summary_names_the_data_briefly_and_the_section_in_full():
+    md = render_markdown([verdict(context={"model": "m", "data": "stand-in (synthetic, x)"})],
+                         SESSION)
+    assert " m · stand-in | " in summary_rows(md)[0] and "data: stand-in (synthetic, x)" in md
+
+
 def test_two_verdicts_of_one_claim_and_model_get_distinct_anchors():
     md = render_markdown([verdict(), verdict(title="second")], SESSION)
     assert md.count('<a id="c2-resnet8"></a>') == 1 and '<a id="c2-resnet8-2"></a>' in md
