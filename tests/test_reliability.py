@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The plugin comes through its entry point unless autoloading is off; naming it twice is an error.
+PLUGIN = ["-p", "harness.plugin"] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else []
 
 FINISHES_THEN_HANGS = """
 import time
@@ -39,7 +41,7 @@ def pytest_process(cwd: Path, *args: str, env: dict | None = None) -> subprocess
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
     full_env.pop("PYTEST_XDIST_WORKER", None)
     full_env.pop("PYTEST_XDIST_WORKER_COUNT", None)
-    return subprocess.Popen([sys.executable, "-m", "pytest", "--budget", "smoke",
+    return subprocess.Popen([sys.executable, "-m", "pytest", *PLUGIN, "--budget", "smoke",
                              "-p", "no:cacheprovider", *args], cwd=cwd, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -144,7 +146,7 @@ def test_claim(record_verdict):
 def test_skipped_claim():
     pytest.skip(f"no data in {Path.home() / 'data'}")
 """)
-    result = pytester.runpytest("--budget", "smoke", "--report-dir", "reports",
+    result = pytester.runpytest(*PLUGIN, "--budget", "smoke", "--report-dir", "reports",
                                 "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, skipped=1)
     files = list((pytester.path / "reports").glob("*.*"))
@@ -159,3 +161,14 @@ def test_skipped_claim():
     assert set(provenance) == {"python", "torch", "sympy", "numpy", "platform", "device",
                                "cpu_count", "git_commit"}
     assert not any(os.sep in str(value) for value in provenance.values())  # no paths at all
+
+
+@pytest.mark.parametrize(("environ", "profile"), [
+    ({}, "dev"), ({"CI": "true"}, "ci"), ({"CI": "false"}, "dev"),
+    ({"CI": "true", "HYPOTHESIS_PROFILE": "dev"}, "dev")])
+def test_ci_loads_the_hypothesis_ci_profile(environ, profile):
+    from conftest import hypothesis_profile
+    from hypothesis import settings
+
+    assert hypothesis_profile(environ) == profile
+    assert settings.get_profile("ci").derandomize and settings.get_profile("ci").deadline is None
