@@ -8,6 +8,9 @@ displacements of the parameters (plain SGD, no weight decay, BN in training mode
 - ``two_steps``             −η g(w₀, B₁) − η g(w₁, B₂), w₁ = w₀ − η g(w₀, B₁)   (the real thing)
 - ``two_steps_frozen``      −η g(w₀, B₁) − η g(w₀, B₂)    (both gradients at w₀: no curvature)
 - ``two_steps_same_batch``  −η g(w₀, B₁) − η g(w₁, B₁)    (the control: perfectly correlated noise)
+- ``same_batch_small_step`` −η g(w₀, B₁) − η g(w₀ − η_s g(w₀, B₁), B₁): the control at a small
+  step η_s, scaled by η/η_s so that it compares with the same one-step reference (only when
+  ``small_eta`` is given)
 
 The noise of a kind is its displacement minus the mean over draws; its *total variance* is the
 trace of the displacements' sample covariance. Only the (draws × draws) Gram matrices ⟨D_i, D_j⟩
@@ -28,6 +31,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 KINDS = ("one_step_2eta", "two_steps", "two_steps_frozen", "two_steps_same_batch")
+SMALL_STEP_KIND = "same_batch_small_step"
 
 
 @dataclass
@@ -73,8 +77,9 @@ def _step(params: dict[str, torch.Tensor], grads: list[torch.Tensor], eta: float
 
 def draw_displacements(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eta: float,
                        batch_size: int, draws: int, seed: int = 0,
-                       measure: list[str] | None = None) -> NoiseDraws:
-    """Four displacements per draw (see the module docstring) from the model's current point.
+                       measure: list[str] | None = None,
+                       small_eta: float | None = None) -> NoiseDraws:
+    """The displacements of every kind, per draw (module docstring), from the model's current point.
 
     x (N, …), y (N,): the pool of examples; every trainable parameter takes the steps, and the
     tensors named in ``measure`` (default: all) make up the measured vector. The model's
@@ -92,7 +97,8 @@ def draw_displacements(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, et
     # Buffers are copies: BN's running statistics update in place and must not leak out.
     fixed = {n: b.detach().clone() for n, b in model.named_buffers()}
     gen = torch.Generator().manual_seed(seed)
-    rows: dict[str, list[torch.Tensor]] = {k: [] for k in KINDS}
+    kinds = KINDS + ((SMALL_STEP_KIND,) if small_eta is not None else ())
+    rows: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
     keep = [i for i, n in enumerate(w0) if n in measure]
 
     def flat(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -112,6 +118,9 @@ def draw_displacements(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, et
             rows["two_steps"].append(-eta * (f01 + f12))
             rows["two_steps_frozen"].append(-eta * (f01 + f02))
             rows["two_steps_same_batch"].append(-eta * (f01 + f11))
+            if small_eta is not None:
+                g11s = _flat_grad(model, _step(w0, g01, small_eta), fixed, x[b1], y[b1])
+                rows[SMALL_STEP_KIND].append(-eta * (f01 + flat(g11s)))
     finally:
         model.train(was_training)
     grams = {}

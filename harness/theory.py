@@ -247,6 +247,8 @@ def c09_noise_variance() -> Derivation:
     # ηh implied by a measured ratio r: the root that vanishes at r = 2 (no curvature).
     roots = sp.solve(sp.Eq(seq_ratio.subs(h_curv, q / eta), r), q)
     implied = [s for s in roots if sp.simplify(s.subs(r, 2)) == 0][0]
+    # The ratio depends on (1 − ηh)² only: 2 − q explains r as well (ηh > 2: beyond stability).
+    symmetric = _is_zero(seq_ratio.subs(h_curv, q / eta) - seq_ratio.subs(h_curv, (2 - q) / eta))
     return Derivation(
         claim="C9",
         statement="Var(2 eta xi) = 4 eta^2 sigma^2, Var(eta xi1 + eta xi2) = 2 eta^2 sigma^2 "
@@ -255,7 +257,8 @@ def c09_noise_variance() -> Derivation:
         exprs={"var_one_step_2eta": one_step, "var_two_steps_eta": two_steps.subs(c, 0),
                "ratio": ratio, "ratio_epoch": epoch_ratio, "ratio_same_batch": same_batch,
                "ratio_sequential": seq_ratio, "ratio_same_batch_sequential": same_ratio_curved,
-               "eta_h_from_ratio": implied, "cov_without_replacement": kappa_val},
+               "eta_h_from_ratio": implied, "eta_h_from_ratio_other_root": 2 - implied,
+               "cov_without_replacement": kappa_val},
         proved={"Var(2 eta xi) == 4 eta^2 sigma^2": _is_zero(one_step - 4 * eta**2 * sigma2),
                 "Var(eta xi1 + eta xi2) == 2 eta^2 sigma^2 (independent)":
                     _is_zero(two_steps.subs(c, 0) - 2 * eta**2 * sigma2),
@@ -265,6 +268,7 @@ def c09_noise_variance() -> Derivation:
                     _is_zero(epoch_ratio - 2 * (N_pool - b_size) / (N_pool - 2 * b_size)),
                 "epoch ratio -> 2 as N -> oo": sp.limit(epoch_ratio, N_pool, sp.oo) == 2,
                 "sequential ratio -> 2 as h -> 0": _is_zero(seq_ratio.subs(h_curv, 0) - 2),
+                "sequential ratio symmetric about eta h = 1": symmetric,
                 "sequential ratio = 2 + 2 eta h + O((eta h)^2)":
                     _is_zero(sp.series(seq_ratio, h_curv, 0, 2).removeO() - 2 - 2 * eta * h_curv)},
     )
