@@ -160,6 +160,16 @@ def redact(text: str) -> str:
     return re.sub(re.escape(home) + r"(?![\w.-])", "~", text)
 
 
+def redact_data(obj):
+    """:func:`redact` applied to every string (keys included) of a JSON-like structure; done
+    before serialising, so that JSON's escapes cannot hide a home directory from it."""
+    if isinstance(obj, dict):
+        return {redact_data(k): redact_data(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact_data(v) for v in obj]
+    return redact(obj) if isinstance(obj, str) else obj
+
+
 _BADGE = {"pass": "PASS", "fail": "**FAIL**", "skip": "skip", "xfail": "expected failure"}
 
 
@@ -290,9 +300,10 @@ def write_report(verdicts: list[Verdict], session: dict, report_dir: Path) -> Pa
     report_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     stem = f"{stamp}-{session.get('device_kind', 'cpu')}-{session.get('budget')}-{os.getpid()}"
-    md = redact(render_markdown(verdicts, session))
+    data = redact_data([v.to_json() for v in verdicts])
+    md = render_markdown([Verdict.from_json(d) for d in data], redact_data(_jsonable(session)))
     # The JSON is a list of verdicts; each verdict's ``context`` carries the provenance.
-    js = redact(json.dumps([v.to_json() for v in verdicts], indent=2, allow_nan=True))
+    js = json.dumps(data, indent=2, allow_nan=True)
     atomic_write_texts({report_dir / f"{stem}.md": md, report_dir / f"{stem}.json": js,
                         report_dir / "latest.md": md, report_dir / "latest.json": js})
     return report_dir / f"{stem}.md"

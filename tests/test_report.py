@@ -117,6 +117,17 @@ def test_redact_hides_the_home_directory_but_not_lookalike_paths(monkeypatch, tm
     assert report.redact(text) == f"data in ~/cifar and ~, not {home}2/x"
 
 
+def test_a_home_directory_with_non_ascii_letters_is_hidden_from_the_json_too(monkeypatch,
+                                                                             tmp_path):
+    home = tmp_path / "josé"
+    monkeypatch.setenv("HOME", str(home))
+    write_report([verdict(reason=f"no data in {home}/data")], SESSION, tmp_path)
+    for name in ("latest.md", "latest.json"):
+        text = (tmp_path / name).read_text()
+        assert "jos" not in text and "no data in ~/data" in json.loads(
+            (tmp_path / "latest.json").read_text())[0]["reason"]
+
+
 def test_save_figure_writes_a_png_atomically_and_returns_its_report_path(tmp_path):
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
