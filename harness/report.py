@@ -222,8 +222,8 @@ def render_markdown(verdicts: list[Verdict], session: dict) -> str:
         verdict = _BADGE[v.status] + (f": {_cell(v.reason, 80)}"
                                       if v.status != "pass" and v.reason else "")
         lines.append(
-            f"| [{v.id}](#{anchor}) | {_cell(v.title)} | {_cell(ctx.get('model', '–'))} · "
-            f"{_cell(_short(ctx.get('data', '–')))} | {_cell(v.expected or '–')} | "
+            f"| [{v.id}](#{anchor}) | {_cell(v.title)} | {_cell(ctx.get('model') or '–')} · "
+            f"{_cell(_short(ctx.get('data') or '–'))} | {_cell(v.expected or '–')} | "
             f"{_cell(fmt(_headline(v.measured)))} | {_cell(fmt(v.tolerance))} | {verdict} |")
     lines.append("")
     for v, anchor in zip(verdicts, anchors, strict=True):
