@@ -76,7 +76,6 @@ def measure(model, data: DeviceData, eta: float, batch: int, draws: int, seed: i
     out["curvature"] = bootstrap_interval(
         lambda g: variance_ratio(g, "two_steps", "two_steps_frozen"), noise.grams, level=level,
         seed=seed)
-    out["variances"] = {k: noise.total_variance(k) for k in noise.grams}
     out["n_params"] = noise.n_params
     return out
 
