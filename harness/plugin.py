@@ -409,6 +409,8 @@ class ReportCollector:
         if self.report_path is None and not self.error:
             return
         terminalreporter.write_sep("-", "weight-decay claims report")
+        if self.suite.data_note:  # the header said it too, but -q hides the header
+            terminalreporter.write_line(f"WARNING: {self.suite.data_note}", yellow=True)
         if self.error:
             terminalreporter.write_line(f"ERROR: {self.error}", red=True)
         else:
@@ -436,12 +438,16 @@ def _budget_note(suite: Suite) -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize ``model_spec`` over the zoo (restricted by a ``models(...)`` marker)."""
-    if "model_spec" not in metafunc.fixturenames:
-        return
+    if "model_spec" not in metafunc.fixturenames or "claim_check" in metafunc.fixturenames:
+        return  # (claim_check: parametrize_with_claims already chose the models)
+    from harness.suite import SELECTED
     from harness.zoo import MODELS
 
     marker = metafunc.definition.get_closest_marker("models")
-    names = list(marker.args) if marker else list(MODELS)
+    if SELECTED:  # --model: the user's models only
+        names = list(SELECTED)
+    else:
+        names = list(marker.args) if marker else list(MODELS)
     metafunc.parametrize("model_spec", [MODELS[n] for n in names], ids=names)
 
 

@@ -117,9 +117,11 @@ def test_a_broken_data_folder_skips_the_claims_with_the_reason_in_the_report(pyt
     pytester.makepyfile(test_data_claims=DATA_CLAIMS)
     result, report_dir = run("--data-dir", str(root))
     result.assert_outcomes(skipped=2)
-    if folder != "corrupt":  # visible without reading the files: said before anything runs
-        result.stdout.fnmatch_lines([f"wd-claims: WARNING: the CIFAR-10 folder given is "
-                                     f"unusable (*{reason}*"])
+    if folder != "corrupt":  # visible without reading the files: said in the header and summary
+        result.stdout.fnmatch_lines([
+            f"wd-claims: WARNING: the CIFAR-10 folder given is unusable (*{reason}*",
+            "*weight-decay claims report*",
+            f"WARNING: the CIFAR-10 folder given is unusable (*{reason}*"])
     found = verdicts(report_dir)
     assert {v["status"] for v in found.values()} == {"skip"}
     for v in found.values():
