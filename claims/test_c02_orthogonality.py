@@ -60,7 +60,9 @@ def test_gradient_is_orthogonal_to_every_normalized_kernel(model_spec, probe_dat
     model = model_spec.build()
     invariant = [r.name for r in scale_invariance_map(model, model_spec.input_shape)
                  if r.invariant and r.normalization]
-    assert invariant, f"{model_spec.name} has no scale-invariant tensor"
+    if not invariant:
+        pytest.skip(f"model {model_spec.name!r} has no scale-invariant parameter tensor (none "
+                    "feeds a normalization), and this claim is about such tensors")
     x, y, data_name = probe_data
 
     exact = worst_abs_cosines(float64_exact(model), x.double(), y, invariant, SGD_STEPS)

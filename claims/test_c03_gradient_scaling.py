@@ -71,7 +71,9 @@ def test_gradient_scales_as_inverse_norm_and_is_unbounded_near_zero(model_spec, 
     model = float64_exact(model_spec.build())
     invariant = [r.name for r in scale_invariance_map(model, model_spec.input_shape)
                  if r.invariant and r.normalization]
-    assert invariant, f"{model_spec.name} has no scale-invariant tensor"
+    if not invariant:
+        pytest.skip(f"model {model_spec.name!r} has no scale-invariant parameter tensor (none "
+                    "feeds a normalization), and this claim is about such tensors")
     x, y, data_name = probe_data
     x = x.double()
 

@@ -145,15 +145,18 @@ class JointGroup:
 
 @torch.no_grad()
 def joint_invariant_groups(model: nn.Module, input_shape: tuple[int, ...], *, batch: int = 8,
-                           seed: int = 0) -> list[JointGroup]:
+                           seed: int = 0,
+                           reports: list[TensorReport] | None = None) -> list[JointGroup]:
     """Groups of tensors, none invariant alone, that are scale-invariant when rescaled together.
 
     Found by probing: each non-invariant tensor is perturbed and the first normalization (a module
     that absorbed some invariant tensor's scale, in execution order) whose input changes is its
-    group; every group of two or more tensors is then rescaled jointly. Example: a BatchNorm's γ and
+    group; every group of two or more tensors is then rescaled jointly. ``reports``: the model's
+    :func:`scale_invariance_map`, if already computed (same ``batch`` and ``seed``). Example: a BatchNorm's γ and
     β feeding ReLU → conv → BatchNorm (ReLU is positively homogeneous, so scaling both is absorbed).
     """
-    reports = scale_invariance_map(model, input_shape, batch=batch, seed=seed)
+    if reports is None:
+        reports = scale_invariance_map(model, input_shape, batch=batch, seed=seed)
     norms = {r.normalization.split(" (")[0] for r in reports if r.invariant and r.normalization}
     twin = float64_exact(model)
     _move_to_generic_point(twin, seed)

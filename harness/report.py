@@ -259,6 +259,7 @@ def _section(v: Verdict, anchor: str) -> list[str]:
         out += [f"> “{v.quote}” — Labatie (2020)", ""]
     out += [f"**Verdict: {_BADGE[v.status]}**" + (f" — {v.reason}" if v.reason else ""), ""]
     if v.status == "skip" and not (v.expected or v.measured is not None or v.control):
+        out += [line for table in v.tables for line in (table, "")]  # e.g. an invariance map
         return out + ([f"- test: `{v.test}`", ""] if v.test else [])  # nothing was measured
     out += [f"- model: {ctx.get('model', '–')}; data: {ctx.get('data', '–')}; "
             f"dtype: {ctx.get('dtype', '–')}; seed(s): {ctx.get('seed', '–')}; "

@@ -1,0 +1,81 @@
+"""Worked examples of "verify any model": factories a user would pass to ``--model``.
+
+    pytest claims/ --model examples.user_models:groupnorm_cnn
+    pytest claims/ --model examples.user_models:tiny_transformer
+    pytest claims/ --model examples.user_models:torchvision_resnet18 --budget smoke
+
+Each factory returns a fresh network mapping (B, 3, 32, 32) images to 10 logits; a ``control``
+attribute gives the same network without normalization (the claims' negative control).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class GroupNormCNN(nn.Module):
+    """Three 3x3 convs (16, 32, 64 channels, stride 2 after the first), each → GroupNorm(8) → ReLU."""
+
+    def __init__(self, norm: bool = True):
+        super().__init__()
+        layers, c = [], 3
+        for i, h in enumerate((16, 32, 64)):
+            layers += [nn.Conv2d(c, h, 3, 1 if i == 0 else 2, 1, bias=False),
+                       nn.GroupNorm(8, h) if norm else nn.Identity(), nn.ReLU()]
+            c = h
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c, 10)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+class TinyTransformer(nn.Module):
+    """A one-block pre-LN vision transformer: 8×8 patches → 16 tokens of width 48 → attention (4
+    heads) and MLP, each behind a LayerNorm, residual stream → final LayerNorm → mean → linear."""
+
+    def __init__(self, norm: bool = True, width: int = 48):
+        super().__init__()
+        make_norm = (lambda: nn.LayerNorm(width)) if norm else nn.Identity
+        self.patch = nn.Conv2d(3, width, 8, 8)
+        self.pos = nn.Parameter(0.02 * torch.randn(1, 16, width))
+        self.ln1, self.ln2, self.ln_out = make_norm(), make_norm(), make_norm()
+        self.attn = nn.MultiheadAttention(width, 4, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        h = self.patch(x).flatten(2).transpose(1, 2) + self.pos
+        a = self.ln1(h)
+        h = h + self.attn(a, a, a, need_weights=False)[0]
+        h = h + self.mlp(self.ln2(h))
+        return self.head(self.ln_out(h).mean(dim=1))
+
+
+def groupnorm_cnn() -> nn.Module:
+    """GroupNorm CNN (3 convs, GroupNorm(8) after each)."""
+    return GroupNormCNN()
+
+
+def tiny_transformer() -> nn.Module:
+    """One-block pre-LayerNorm vision transformer."""
+    return TinyTransformer()
+
+
+def torchvision_resnet18() -> nn.Module:
+    """torchvision's resnet18, randomly initialized, 10 classes (BatchNorm after every conv)."""
+    from torchvision.models import resnet18
+
+    return resnet18(num_classes=10)
+
+
+def _resnet18_without_norm() -> nn.Module:
+    from torchvision.models import resnet18
+
+    return resnet18(num_classes=10, norm_layer=lambda c: nn.Identity())
+
+
+groupnorm_cnn.control = lambda: GroupNormCNN(norm=False)
+tiny_transformer.control = lambda: TinyTransformer(norm=False)
+torchvision_resnet18.control = _resnet18_without_norm

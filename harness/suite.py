@@ -1,0 +1,150 @@
+"""Verify any model: the ``--model`` option, ``parametrize_with_claims`` and expected failures.
+
+Two ways in, as scikit-learn offers for estimators:
+
+1. Command line — every applicable claim on your model, same report::
+
+       pytest claims/ --model mypkg.nets:make_net [--model-input 3,32,32]
+
+   ``make_net`` is a factory: called with no arguments it returns a fresh ``nn.Module`` mapping a
+   batch of ``--model-input`` shaped inputs to 10 logits. A ``make_net.control`` attribute (the same
+   network without normalization) gives the claims their negative control. ``--model`` may be
+   repeated. With ``--model``, the model-parametrized claims run on your models only.
+
+2. From your own tests — a decorator, ids that work with ``pytest -k``::
+
+       from harness.suite import parametrize_with_claims
+
+       @parametrize_with_claims({"mynet": make_net},
+                                expected_failed_claims={"mynet": {"C2": "eps=1e-3 is large"}})
+       def test_mynet_satisfies_the_article(model_spec, claim_check, run_claim):
+           run_claim(claim_check, model_spec)
+
+   Declared failures become strict xfails (an unexpected pass fails), like scikit-learn's
+   ``expected_failed_checks``. Claims that do not apply (no scale-invariant tensor) are skipped with
+   the reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from harness.zoo import MODELS, ModelSpec
+
+CLAIMS_DIR = Path(__file__).resolve().parents[1] / "claims"
+
+
+def load_factory(target: str) -> Callable:
+    """``"package.module:function"`` → the function. Raises ``pytest.UsageError`` with the reason."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise pytest.UsageError(f"--model {target!r}: expected MODULE:FACTORY, "
+                                "e.g. mypkg.nets:make_net")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise pytest.UsageError(f"--model {target!r}: cannot import {module_name!r} ({exc}); "
+                                "is it installed or on sys.path?") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise pytest.UsageError(f"--model {target!r}: {module_name} has no callable {attr!r}")
+    return factory
+
+
+def as_spec(name: str, factory: Callable, input_shape: tuple[int, ...] = (3, 32, 32)) -> ModelSpec:
+    """A :class:`ModelSpec` for a user factory; ``factory.control`` and ``factory.input_shape``
+    attributes are honoured when present."""
+    return ModelSpec(name, factory, getattr(factory, "control", None),
+                     tuple(getattr(factory, "input_shape", input_shape)),
+                     description=(inspect.getdoc(factory) or "").split("\n")[0])
+
+
+def claim_checks(claims: Iterable[str] | None = None) -> list[tuple[str, Callable]]:
+    """(claim id, test function) for every claim test in ``claims/`` that takes a ``model_spec``.
+
+    The claim modules are loaded by file path (nothing imports ``claims`` as a package).
+    """
+    wanted = {c.upper() for c in claims} if claims is not None else None
+    found = []
+    for path in sorted(CLAIMS_DIR.glob("test_c*.py")):
+        claim_id = "C" + str(int(path.stem.split("_")[1][1:]))
+        if wanted is not None and claim_id not in wanted:
+            continue
+        spec = importlib.util.spec_from_file_location(f"wd_claims_checks.{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if name.startswith("test_") and "model_spec" in inspect.signature(fn).parameters \
+                    and fn.__module__ == module.__name__:
+                fn.claim_id = claim_id
+                found.append((claim_id, fn))
+    return found
+
+
+def parametrize_with_claims(factories: dict[str, Callable], *, claims: Iterable[str] | None = None,
+                            expected_failed_claims: dict[str, dict[str, str]] | None = None):
+    """A ``pytest.mark.parametrize`` over (model, claim) pairs, ids ``<model>-<claim>-<check>``.
+
+    ``expected_failed_claims``: {model name: {claim id: reason}} → strict xfail with the reason.
+    """
+    expected = expected_failed_claims or {}
+    params = []
+    for name, factory in factories.items():
+        spec = as_spec(name, factory)
+        for claim_id, check in claim_checks(claims):
+            reason = expected.get(name, {}).get(claim_id)
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            params.append(pytest.param(spec, check, marks=marks,
+                                       id=f"{name}-{claim_id.lower()}-{check.__name__[5:]}"))
+    return pytest.mark.parametrize("model_spec, claim_check", params)
+
+
+@pytest.fixture
+def run_claim(request: pytest.FixtureRequest):
+    """``run_claim(check, model_spec)`` runs a claim test function, resolving its other fixtures."""
+
+    def run(check: Callable, model_spec: ModelSpec):
+        kwargs = {p: model_spec if p == "model_spec" else request.getfixturevalue(p)
+                  for p in inspect.signature(check).parameters}
+        return check(**kwargs)
+
+    return run
+
+
+# --- the command-line path -------------------------------------------------------------------
+
+SELECTED: list[str] = []  # names of --model specs; when non-empty, claims run on these only
+
+
+def selected_models() -> list[str]:
+    """Model names the model-parametrized claims run on: the ``--model`` ones, else the zoo."""
+    return list(SELECTED) or list(MODELS)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wd-claims")
+    group.addoption("--model", action="append", default=[], metavar="MODULE:FACTORY",
+                    help="run the claims on your model factory (repeatable)")
+    group.addoption("--model-input", default="3,32,32", metavar="C,H,W",
+                    help="input shape of one example for --model factories (default 3,32,32)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    targets = config.getoption("--model")
+    if not targets:
+        return
+    try:
+        shape = tuple(int(v) for v in config.getoption("--model-input").split(","))
+    except ValueError as exc:
+        raise pytest.UsageError("--model-input: expected integers like 3,32,32") from exc
+    SELECTED.clear()
+    for target in targets:
+        name = target.rpartition(":")[2]
+        MODELS[name] = as_spec(name, load_factory(target), shape)
+        SELECTED.append(name)
