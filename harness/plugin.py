@@ -448,6 +448,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         names = list(SELECTED)
     else:
         names = list(marker.args) if marker else list(MODELS)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:  # a typo in a models(...) marker: say which names exist rather than KeyError
+        pytest.fail(f"{metafunc.definition.nodeid}: unknown model(s) "
+                    f"{', '.join(map(repr, unknown))} in models(...); the zoo has "
+                    f"{', '.join(MODELS)}", pytrace=False)
     metafunc.parametrize("model_spec", [MODELS[n] for n in names], ids=names)
 
 

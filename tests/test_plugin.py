@@ -186,6 +186,21 @@ def test_a_bad_model_factory_fails_the_claim_naming_the_factory(pytester, run):
     assert "model factory 'broken'" in found["test_claim_on_a_user_model[broken]"]["reason"]
 
 
+def test_an_unknown_model_in_a_models_marker_names_the_zoo(pytester, run):
+    pytester.makepyfile(test_typo="""
+import pytest
+pytestmark = pytest.mark.c01
+
+@pytest.mark.models("resnet9")
+def test_claim(model_spec):
+    pass
+""")
+    result, _ = run()
+    assert result.ret != pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*unknown model(s) 'resnet9' in models(...); the zoo has "
+                                 "resnet8, *"])
+
+
 # --- faults and verdict bookkeeping --------------------------------------------------------------
 
 def test_a_failed_claim_fails_its_test_and_the_report_is_still_written(pytester, run):
