@@ -156,6 +156,22 @@ def test_a_model_without_scale_invariant_tensors_is_skipped_with_the_reason(pyte
     assert "model 'plain_mlp' has no scale-invariant parameter tensor" in v["reason"]
 
 
+def test_the_engine_refusing_a_model_without_invariant_tensors_skips_the_claim(pytester, run):
+    pytester.makepyfile(test_engine_refuses="""
+import pytest
+from harness.invariance import NoScaleInvariantTensor
+pytestmark = pytest.mark.c05
+
+def test_equilibrium():
+    raise NoScaleInvariantTensor("plain_mlp has no scale-invariant tensor to train")
+""")
+    result, report_dir = run()
+    result.assert_outcomes(skipped=1)
+    (v,) = verdicts(report_dir).values()
+    assert v["status"] == "skip" and v["reason"] == (
+        "the claim does not apply: plain_mlp has no scale-invariant tensor to train")
+
+
 FACTORY_CLAIM = """
 import pytest
 from harness.zoo import ModelSpec
