@@ -8,9 +8,10 @@ displacements of the parameters (plain SGD, no weight decay, BN in training mode
 - ``two_steps``             −η g(w₀, B₁) − η g(w₁, B₂), w₁ = w₀ − η g(w₀, B₁)   (the real thing)
 - ``two_steps_frozen``      −η g(w₀, B₁) − η g(w₀, B₂)    (both gradients at w₀: no curvature)
 - ``two_steps_same_batch``  −η g(w₀, B₁) − η g(w₁, B₁)    (the control: perfectly correlated noise)
-- ``same_batch_small_step`` −η g(w₀, B₁) − η g(w₀ − η_s g(w₀, B₁), B₁): the control at a small
-  step η_s, scaled by η/η_s so that it compares with the same one-step reference (only when
-  ``small_eta`` is given)
+- ``same_batch_small_step`` −η g(w₀, B₁) − η g(w₀ − η_s g(w₀, B₁), B₁) and
+  ``two_steps_small_step``  −η g(w₀, B₁) − η g(w₀ − η_s g(w₀, B₁), B₂): the control and the real
+  steps at a small step η_s, scaled by η/η_s so that they compare with the same one-step
+  reference (only when ``small_eta`` is given)
 
 The noise of a kind is its displacement minus the mean over draws; its *total variance* is the
 trace of the displacements' sample covariance. Only the (draws × draws) Gram matrices ⟨D_i, D_j⟩
@@ -31,7 +32,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 KINDS = ("one_step_2eta", "two_steps", "two_steps_frozen", "two_steps_same_batch")
-SMALL_STEP_KIND = "same_batch_small_step"
+SMALL_STEP_KINDS = ("same_batch_small_step", "two_steps_small_step")
 
 
 @dataclass
@@ -97,7 +98,7 @@ def draw_displacements(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, et
     # Buffers are copies: BN's running statistics update in place and must not leak out.
     fixed = {n: b.detach().clone() for n, b in model.named_buffers()}
     gen = torch.Generator().manual_seed(seed)
-    kinds = KINDS + ((SMALL_STEP_KIND,) if small_eta is not None else ())
+    kinds = KINDS + (SMALL_STEP_KINDS if small_eta is not None else ())
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
     keep = [i for i, n in enumerate(w0) if n in measure]
 
@@ -119,8 +120,10 @@ def draw_displacements(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, et
             rows["two_steps_frozen"].append(-eta * (f01 + f02))
             rows["two_steps_same_batch"].append(-eta * (f01 + f11))
             if small_eta is not None:
-                g11s = _flat_grad(model, _step(w0, g01, small_eta), fixed, x[b1], y[b1])
-                rows[SMALL_STEP_KIND].append(-eta * (f01 + flat(g11s)))
+                w1s = _step(w0, g01, small_eta)
+                for kind, b in zip(SMALL_STEP_KINDS, (b1, b2), strict=True):
+                    rows[kind].append(-eta * (f01 + flat(_flat_grad(model, w1s, fixed, x[b],
+                                                                    y[b]))))
     finally:
         model.train(was_training)
     grams = {}

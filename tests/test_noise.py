@@ -144,10 +144,12 @@ def test_bn_mlp_curvature_correction_shrinks_with_the_step(trained_bn_mlp):
     assert corrections[0] > 0 and abs(corrections[1]) < 0.3 * corrections[0], corrections
 
 
-def test_small_step_control_tends_to_the_double_step_as_its_step_vanishes():
-    # −η(g(w₀,B₁) + g(w₀ − η_s g(w₀,B₁), B₁)) → −2η g(w₀,B₁) as η_s → 0, whatever η.
+def test_small_step_kinds_tend_to_their_frozen_forms_as_the_step_vanishes():
+    # −η(g(w₀,B₁) + g(w₀ − η_s g(w₀,B₁), B)) → −η(g(w₀,B₁) + g(w₀,B)) as η_s → 0, whatever η.
     x, y = _pool(64)
     d = draw_displacements(_linear(), x, y, eta=0.5, batch_size=8, draws=6, small_eta=1e-9)
     np.testing.assert_allclose(d.grams["same_batch_small_step"], d.grams["one_step_2eta"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(d.grams["two_steps_small_step"], d.grams["two_steps_frozen"],
                                rtol=1e-6)
     assert variance_ratio(d.grams, "one_step_2eta", "same_batch_small_step") == pytest.approx(1.0)
