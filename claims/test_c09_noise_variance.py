@@ -93,7 +93,7 @@ def plot(steps, results, predicted, path_png, title) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     for i, (kind, label) in enumerate(KINDS.items()):
         est = np.array([results[s][kind] for s in steps])
         x = np.arange(len(steps)) + (i - 2) * 0.07
@@ -105,7 +105,7 @@ def plot(steps, results, predicted, path_png, title) -> None:
     ax.set_xticks(range(len(steps)), [f"step {s}" for s in steps])
     ax.set_ylabel("Var(one 2η step) / Var(two η steps)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path_png, dpi=110)
     plt.close(fig)
