@@ -422,7 +422,11 @@ def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | No
     recorder = Recorder(config, len(invariant) + 1, device)
     checkpoints = {}
     f64 = dict(dtype=torch.float64, device=device)
-    w, g, v = (torch.zeros(config.k, n_tracked, **f64) for _ in range(3))
+    # One allocation per configuration and per quantity, and the metrics computed one configuration
+    # at a time: BLAS sums the rows of a matrix product in orders that depend on the row and its
+    # memory alignment, and a configuration's numbers must not depend on its neighbours (the
+    # (c²η, λ/c², c·w₀) symmetry holds bit for bit, tests/test_scale_symmetry.py).
+    w, g, v = ([torch.zeros(1, n_tracked, **f64) for _ in range(config.k)] for _ in range(3))
     eta, lam = torch.tensor(config.etas, **f64), torch.tensor(config.lams, **f64)
     steps = set(config.checkpoints)
     active = list(range(config.k))
@@ -439,16 +443,18 @@ def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | No
             out = rep.model(x)
             loss = F.cross_entropy(out, y)
             loss.backward()
-            w[k].copy_(rep.params[:n_tracked])
-            g[k].copy_(rep.grads[:n_tracked])
+            w[k][0].copy_(rep.params[:n_tracked])
+            g[k][0].copy_(rep.grads[:n_tracked])
             rep.optimizer.step()
-            v[k].copy_(rep.params[:n_tracked])
+            v[k][0].copy_(rep.params[:n_tracked])
             loss = loss.detach()
             finite = torch.isfinite(loss) & torch.isfinite(rep.trained).all()
             recorder.config_step(k, t, loss, (out.argmax(1) == y).double().mean(), finite)
             rep.trained.copy_(torch.where(recorder.alive[k], rep.trained, before))
             rep.stats.copy_(torch.where(recorder.alive[k], rep.stats, stats_before))
-        recorder.step(t, step_metrics(w, g, v, segments, eta, lam))
+        per_config = [step_metrics(w[k], g[k], v[k], segments, eta[k: k + 1], lam[k: k + 1])
+                      for k in range(config.k)]
+        recorder.step(t, {m: torch.cat([c[m] for c in per_config]) for m in METRICS_KTP})
         if recorder.flushed:
             alive = recorder.alive.tolist()
             active = [k for k in active if alive[k]]
