@@ -23,6 +23,7 @@ import torch
 from harness import theory
 from harness.invariance import (
     FLOAT64_RTOL,
+    control_model,
     float64_exact,
     joint_invariant_groups,
     scale_invariance_map,
@@ -88,8 +89,7 @@ def test_loss_is_invariant_to_rescaling_every_normalized_kernel(model_spec, prob
     eps_term = abs(first_order(RHOS[0], 1e-5, 1.0))  # ρ = 10⁻², σ² = 1 (BN input at init)
 
     # Control: the same tensors, normalization removed everywhere.
-    torch.manual_seed(0)
-    control = float64_exact(model_spec.build_control())
+    control = float64_exact(control_model(model_spec, model))
     ctrl = worst_deviation(control, x.double(), y, invariant)
 
     worst = max(exact.values())

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from harness import theory
-from harness.invariance import FLOAT64_RTOL, float64_exact, scale_invariance_map
+from harness.invariance import FLOAT64_RTOL, control_model, float64_exact, scale_invariance_map
 from harness.probes import gradients_under_rescaling, loglog_slope
 from harness.report import Verdict, fmt
 
@@ -81,8 +81,7 @@ def test_gradient_scales_as_inverse_norm_and_is_unbounded_near_zero(model_spec, 
     slopes = {n: loglog_slope(RHOS, v) for n, v in norms.items()}
     blowup = min(v[0] / v[ONE] for v in norms.values())  # ρ = 1e-6 vs ρ = 1
 
-    torch.manual_seed(0)
-    control = float64_exact(model_spec.build_control())
+    control = float64_exact(control_model(model_spec, model))
     ctrl_errors, ctrl_norms = scaling_measurements(control, x, y, invariant)
     ctrl_slopes = {n: loglog_slope(RHOS, v) for n, v in ctrl_norms.items()}
 

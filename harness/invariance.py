@@ -207,5 +207,27 @@ def scale_invariant_names(model: nn.Module, input_shape: tuple[int, ...], **kw) 
     return [r.name for r in scale_invariance_map(model, input_shape, **kw) if r.invariant]
 
 
+def without_normalization(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
+    """The negative control for any model: a deep copy (same weights) in which every normalization
+    that absorbs some tensor's scale (found by probing) is replaced by the identity."""
+    norms = {r.normalization.split(" (")[0] for r in scale_invariance_map(model, input_shape)
+             if r.invariant and r.normalization}
+    twin = copy.deepcopy(model)
+    for name in sorted(norms, key=len, reverse=True):
+        parent_name, _, child = name.rpartition(".")
+        parent = twin.get_submodule(parent_name) if parent_name else twin
+        setattr(parent, child, nn.Identity())
+    return twin
+
+
+def control_model(spec, model: nn.Module) -> nn.Module:
+    """``spec``'s declared control (its factory, built under the same seed as ``model``) or, for a
+    model that declares none, :func:`without_normalization` of ``model``."""
+    if spec.control is not None:
+        torch.manual_seed(0)
+        return spec.build_control()
+    return without_normalization(model, spec.input_shape)
+
+
 class NoScaleInvariantTensor(ValueError):
     """A claim that needs a scale-invariant tensor was given a model that has none."""

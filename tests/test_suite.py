@@ -1,0 +1,44 @@
+"""Verify any model: parametrize_with_claims, strict expected failures, and --model."""
+
+import json
+
+USER_TESTS = '''
+import torch
+from torch import nn
+from harness.suite import parametrize_with_claims
+from models import mlp_layernorm
+
+
+def no_norm_net():
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+
+
+@parametrize_with_claims({"mlp_ln": mlp_layernorm, "plain": no_norm_net}, claims=["C2"],
+                         expected_failed_claims={"mlp_ln": {"C2": "declared to fail"}})
+def test_user_models(model_spec, claim_check, run_claim):
+    run_claim(claim_check, model_spec)
+'''
+
+
+def test_parametrize_with_claims_runs_claims_on_user_models_with_ids_and_strict_xfail(pytester):
+    pytester.makepyfile(test_user=USER_TESTS)
+    result = pytester.runpytest("--budget", "smoke", "--report-dir", str(pytester.path / "r"),
+                                "-p", "no:cacheprovider", "-v")
+    # The declared failure passes, so the strict xfail fails; the model without normalization is
+    # skipped with the reason (the claim does not apply).
+    result.stdout.fnmatch_lines(["*test_user_models?mlp_ln-c2-gradient_is_orthogonal*FAILED*",
+                                 "*test_user_models?plain-c2-gradient_is_orthogonal*SKIPPED*"])
+    # The claim itself passed on mlp_ln, but an unexpected pass of a strict xfail fails the test,
+    # and the report agrees with pytest.
+    verdicts = json.loads((pytester.path / "r" / "latest.json").read_text())
+    assert {v["context"]["model"]: v["status"] for v in verdicts} == {"mlp_ln": "fail",
+                                                                       "plain": "skip"}
+
+
+def test_model_option_with_a_bad_target_is_a_usage_error(pytester):
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = pytester.runpytest("--model", "no_such_module_xyz:make", "-p", "no:cacheprovider")
+    assert result.ret == 4  # pytest's usage-error exit code
+    result.stderr.fnmatch_lines(["*--model 'no_such_module_xyz:make': cannot import*"])
+    result = pytester.runpytest("--model", "missing-colon", "-p", "no:cacheprovider")
+    result.stderr.fnmatch_lines(["*expected MODULE:FACTORY*"])
