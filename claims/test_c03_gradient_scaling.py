@@ -22,7 +22,7 @@ import torch
 from harness import theory
 from harness.invariance import FLOAT64_RTOL, control_model, float64_exact, scale_invariance_map
 from harness.probes import gradients_under_rescaling, loglog_slope
-from harness.report import Verdict, fmt
+from harness.report import Verdict, fmt, save_figure
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
@@ -45,7 +45,8 @@ def scaling_measurements(model, x, y, names) -> tuple[dict, dict]:
     return errors, norms
 
 
-def plot(norms: dict, ctrl_norms: dict, path, title: str) -> None:
+def plot(norms: dict, ctrl_norms: dict, title: str):
+    """The figure: ‖∇L(ρw)‖/‖∇L(w)‖ against ρ, log-log, against the sympy prediction 1/ρ."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for n, v in norms.items():
         ax.loglog(RHOS, np.asarray(v) / v[ONE], color="C0", alpha=0.6, lw=1)
@@ -57,8 +58,7 @@ def plot(norms: dict, ctrl_norms: dict, path, title: str) -> None:
     ax.set(xlabel="ρ", ylabel="‖∇L(ρw)‖ / ‖∇L(w)‖", title=title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def test_gradient_scales_as_inverse_norm_and_is_unbounded_near_zero(model_spec, probe_data, suite,
@@ -87,9 +87,9 @@ def test_gradient_scales_as_inverse_norm_and_is_unbounded_near_zero(model_spec, 
 
     worst, ctrl_least = max(errors.values()), min(ctrl_errors.values())
     passed, rejected = worst <= FLOAT64_RTOL, ctrl_least > FLOAT64_RTOL
-    figure = f"figures/C3-{model_spec.name}.png"
-    (suite.report_dir / "figures").mkdir(parents=True, exist_ok=True)
-    plot(norms, ctrl_norms, suite.report_dir / figure, f"C3 on {model_spec.name}: ‖∇L(ρw)‖")
+    fig = plot(norms, ctrl_norms, f"C3 on {model_spec.name}: ‖∇L(ρw)‖")
+    figure = save_figure(fig, suite.report_dir, f"C3-{model_spec.name}.png")
+    plt.close(fig)
     rows = ["| tensor | max ‖ρ∇L(ρw) − ∇L(w)‖/‖∇L(w)‖ | log-log slope | control error | "
             "control slope |", "|---|---|---|---|---|"]
     rows += [f"| `{n}` | {fmt(errors[n])} | {slopes[n]:.6f} | {fmt(ctrl_errors[n])} | "
