@@ -61,6 +61,7 @@ import copy
 import hashlib
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -193,15 +194,23 @@ def tracked_tensors(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[lis
     return invariant, [n for n in invariant if n in conv3]
 
 
-def segment_matrix(sizes: list[int], in_3x3: list[bool], dtype, device) -> torch.Tensor:
-    """(n, P) 0/1 matrix, n = sum(sizes), P = len(sizes) + 1: column p selects the entries of
-    tracked tensor p in their concatenation; the last column selects every 3x3 kernel's entries."""
-    n = sum(sizes)
-    index = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes, dtype=torch.long))
-    seg = torch.zeros(n, len(sizes) + 1, dtype=dtype)
-    seg[torch.arange(n), index] = 1
-    seg[:, -1] = torch.tensor(in_3x3, dtype=torch.bool)[index].to(dtype)
-    return seg.to(device)
+@dataclass(frozen=True)
+class Segments:
+    """Where each tracked tensor lies in the concatenation of the tracked tensors (n entries)."""
+
+    matrix: torch.Tensor   # (n, P) float64 0/1: column p selects tracked tensor p, the last
+                           # column every 3x3 kernel (ALL_3X3)
+    index: torch.Tensor    # (n,) int64: the tracked tensor (column < P − 1) of every entry
+    empty: torch.Tensor    # (P,) bool: columns that select nothing (ALL_3X3 of an MLP)
+
+    @classmethod
+    def build(cls, sizes: list[int], in_3x3: list[bool], device) -> Segments:
+        n = sum(sizes)
+        index = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes).long())
+        matrix = torch.zeros(n, len(sizes) + 1, dtype=torch.float64)
+        matrix[torch.arange(n), index] = 1
+        matrix[:, -1] = torch.tensor(in_3x3, dtype=torch.bool)[index].double()
+        return cls(matrix.to(device), index.to(device), (matrix.sum(0) == 0).to(device))
 
 
 def uses_channels_last(model: nn.Module, dtype: torch.dtype) -> bool:
@@ -211,42 +220,36 @@ def uses_channels_last(model: nn.Module, dtype: torch.dtype) -> bool:
 
 # --- the metrics -----------------------------------------------------------------------------
 
-def step_metrics(w: torch.Tensor, g: torch.Tensor, v: torch.Tensor, segments: torch.Tensor,
+def step_metrics(w: torch.Tensor, g: torch.Tensor, v: torch.Tensor, segments: Segments,
                  eta: torch.Tensor, lam: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The METRICS_KTP of one SGD step for K configurations at once.
+    """The METRICS_KTP of one SGD step for K configurations.
 
     w, g, v: (K, n) float64, the tracked tensors concatenated: w_t, g_t (the loss gradient without
-    the decay term) and w_{t+1}; segments: (n, P) from :func:`segment_matrix`; eta, lam: (K,).
-    Returns {name: (K, P)}. Every quantity is a sum over a tensor's entries (a matrix product
-    with ``segments``), so the per-tensor columns and ALL_3X3 come out of the same products.
+    the decay term) and w_{t+1}; eta, lam: (K,). Returns {name: (K, P)}. Every quantity is a sum
+    over a tensor's entries, a matrix product with ``segments.matrix``, so the per-tensor columns
+    and ALL_3X3 come out of the same products.
     """
-    def sums(a):
-        return a @ segments
-
-    ww, gg, gw, vv, vw = sums(w * w), sums(g * g), sums(g * w), sums(v * v), sums(v * w)
+    ww, gg, gw, vv, vw = torch.stack([w * w, g * g, g * w, v * v, v * w]) @ segments.matrix
     wn, gn, vn = ww.sqrt(), gg.sqrt(), vv.sqrt()
     exact = (eta / (1 - 2 * eta * lam))[:, None]           # η/(1 − 2ηλ): exact first-order factor
-    index = segments[:, :-1].argmax(1)                     # (n,) the tensor of every entry
-    per_tensor = _residual_sqnorms(w, g, v, wn[:, index], vn[:, index], (exact, eta[:, None]),
-                                   segments[:, :-1])
-    joint = _residual_sqnorms(w, g, v, wn[:, -1:], vn[:, -1:], (exact, eta[:, None]),
-                              segments[:, -1:])
+    coefs = torch.stack([exact, eta[:, None]])             # (2, K, 1): exact, the article's
+    index = segments.index
+    per_tensor = _residual_sqnorms(w, g, v, wn[:, index], vn[:, index], coefs,
+                                   segments.matrix[:, :-1])
+    joint = _residual_sqnorms(w, g, v, wn[:, -1:], vn[:, -1:], coefs, segments.matrix[:, -1:])
+    resid = torch.cat([per_tensor, joint], 2).sqrt()      # (2, K, P)
     out = {"sqnorm": ww, "gnorm": gn, "cos_gw": gw / (gn * wn), "cos_step": vw / (vn * wn),
-           "du_pred": exact * gn / wn,
-           "du_resid": torch.cat([per_tensor[0], joint[0]], 1).sqrt(),
-           "du_resid_article": torch.cat([per_tensor[1], joint[1]], 1).sqrt()}
-    empty = segments.sum(0) == 0                           # e.g. ALL_3X3 of an MLP
-    return {name: torch.where(empty, torch.nan, value) for name, value in out.items()}
+           "du_pred": exact * gn / wn, "du_resid": resid[0], "du_resid_article": resid[1]}
+    return {name: value.masked_fill(segments.empty, torch.nan) for name, value in out.items()}
 
 
-def _residual_sqnorms(w, g, v, w_norm, v_norm, coefs, segments):
-    """[‖(v/‖v‖ − w/‖w‖) + c·g/‖w‖‖² per segment for c in coefs], each (K, segments.shape[1]).
-    w_norm, v_norm: (K, n) or (K, 1), the norms of the tensor each entry belongs to; c: (K, 1).
-    Computed entry by entry, not by expanding the square: the residual is second order in η_e and
-    the expansion would cancel it away."""
+def _residual_sqnorms(w, g, v, w_norm, v_norm, coefs, matrix):
+    """(C, K, S): ‖(v/‖v‖ − w/‖w‖) + c·g/‖w‖‖² per segment (the S columns of ``matrix``), for
+    the C coefficients c (coefs: (C, K, 1)). w_norm, v_norm: (K, n) or (K, 1), the norms of the
+    tensor each entry belongs to. Computed entry by entry, not by expanding the square: the
+    residual is second order in η_e and the expansion would cancel it away."""
     du = v / v_norm - w / w_norm
-    gw = g / w_norm
-    return [((du + c * gw) ** 2) @ segments for c in coefs]
+    return (du + coefs * (g / w_norm)).square() @ matrix
 
 
 # --- one configuration's network, on flat buffers --------------------------------------------
@@ -378,11 +381,28 @@ def train(config: TrainConfig, train_data, test_data=None, *, device: str = "cpu
             except (KeyError, ValueError) as exc:
                 cache.discard(cache.key(fields), f"unexpected content: {exc}")
     started = time.perf_counter()
-    result = _run(config, train_data, test_data, progress)
+    with _deterministic_kernels(train_data.x.device):
+        result = _run(config, train_data, test_data, progress)
     result.seconds = time.perf_counter() - started
     if cache is not None:
         cache.store(fields, *result_arrays(result))
     return result
+
+
+@contextmanager
+def _deterministic_kernels(device: torch.device):
+    """On CUDA, cuDNN's autotuner and its atomics-based kernels would make two runs of the same
+    seed differ in the last bits; ask for its deterministic kernels while training (restored)."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
 
 
 def _check_data(config: TrainConfig, data: DeviceData) -> None:
@@ -418,7 +438,7 @@ def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | No
     params = dict(base.named_parameters())
     sizes = [params[n].numel() for n in invariant]
     n_tracked = sum(sizes)
-    segments = segment_matrix(sizes, [n in kernels_3x3 for n in invariant], torch.float64, device)
+    segments = Segments.build(sizes, [n in kernels_3x3 for n in invariant], device)
     recorder = Recorder(config, len(invariant) + 1, device)
     checkpoints = {}
     f64 = dict(dtype=torch.float64, device=device)
@@ -625,20 +645,23 @@ def result_from_arrays(config: TrainConfig, has_test: bool, arrays: dict[str, np
     return result
 
 
-def _benchmark(k: int = 9, width: int = 16, batches=(128, 64, 32), steps: int = 12) -> None:
-    """Prints model-images/s of the engine (K ResNet-8, stand-in data, one thread)."""
+def _benchmark(k: int = 9, width: int = 16, batches=(128, 64, 32), threads: int = 1) -> None:
+    """Prints the engine's steady-state model-images/s (K ResNet-8, stand-in data): the time of
+    12 steps minus that of 4, so setup (invariance probing, copies) is not counted."""
     from harness.data import standin_cifar
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     data = DeviceData.from_images(standin_cifar(2048))
     for batch in batches:
-        config = TrainConfig(etas=(0.1,) * k, lams=(1e-3,) * k, steps=steps, batch_size=batch,
-                             width=width, evaluate=False)
-        result = train(config, data, progress=False)
-        print(f"K={k} ResNet-8 width {width} batch {batch}: "
-              f"{k * batch * steps / result.seconds:.0f} model-images/s "
-              f"({result.seconds:.1f} s for {steps} steps, including setup)")
+        seconds = []
+        for steps in (4, 12):
+            config = TrainConfig(etas=(0.1,) * k, lams=(1e-3,) * k, steps=steps,
+                                 batch_size=batch, width=width, evaluate=False)
+            seconds.append(train(config, data, progress=False).seconds)
+        rate = k * batch * 8 / (seconds[1] - seconds[0])
+        print(f"K={k} ResNet-8 width {width}, batch {batch}, {threads} thread(s): "
+              f"{rate:.0f} model-images/s", flush=True)
 
 
 if __name__ == "__main__":
-    _benchmark()
+    _benchmark(threads=int(sys.argv[1]) if len(sys.argv) > 1 else 1)
