@@ -1,0 +1,134 @@
+"""The training runs the dynamics claims (C4–C8) share, per budget, trained once per session.
+
+Three runs, all ResNet-8 at the budget's width, plain SGD in the article's convention (λ of the loss
+term λ‖w‖², PyTorch weight_decay = 2λ inside :mod:`harness.train`):
+
+- :func:`grid_config` — the Fig. 2 grid: every (η, λ) of ``budget.etas × budget.lams``, one run
+  per seed. C5, C6, C7 and C8 read it; :func:`results` trains it once and memoizes it.
+- :func:`starts_config` — the grid's middle (η, λ) started at ‖w₀‖ scaled by 1/4, 1 and 4, and the
+  same three starts with λ = 0 (C4's spiral out, C5's control: no fixed point); half the steps.
+- :func:`momentum_config` — λ = 0 with momentum 0.9, a quarter of the steps (C4's control).
+
+The grid is geometric with the same ratio in η and λ, so the anti-diagonals share ηλ (C7's
+equal-ηλ comparison).
+
+Two layers of reuse: this module's memo (one process) and the engine's disk cache (across
+processes; ``--fresh`` ignores it).
+"""
+
+from __future__ import annotations
+
+from harness.config import Budget
+from harness.train import TrainConfig, TrainResult, train
+
+START_SCALES = (0.25, 1.0, 4.0)    # ‖w₀‖ multipliers of the scale-invariant tensors (C4, C5)
+MOMENTUM = 0.9                     # C4's control: the usual value
+
+
+def _common(budget: Budget, seed: int, data_name: str) -> dict:
+    return dict(steps=budget.steps, batch_size=budget.batch_size, model="resnet8",
+                width=budget.width, seed=seed, augment=budget.augment, data=data_name,
+                n_train=budget.n_train,
+                freeze_non_invariant=bool(budget.extra.get("freeze_non_invariant", False)))
+
+
+def grid_config(budget: Budget, seed: int, data_name: str) -> TrainConfig:
+    """K = len(etas)·len(lams) configurations; configuration k = i·len(lams) + j is (η_i, λ_j).
+    Starts at ‖w₀‖ × ``budget.extra["grid_init_scale"]`` when the budget sets it (CPU budgets)."""
+    pairs = [(e, lam) for e in budget.etas for lam in budget.lams]
+    scale = budget.extra.get("grid_init_scale")
+    return TrainConfig(etas=tuple(e for e, _ in pairs), lams=tuple(lam for _, lam in pairs),
+                       init_scales=None if scale is None else (float(scale),) * len(pairs),
+                       **_common(budget, seed, data_name))
+
+
+def middle(budget: Budget) -> tuple[float, float]:
+    """The grid's central (η, λ)."""
+    return budget.etas[len(budget.etas) // 2], budget.lams[len(budget.lams) // 2]
+
+
+def starts_config(budget: Budget, seed: int, data_name: str) -> TrainConfig:
+    """Six configurations: (η, λ) then (η, 0), each from START_SCALES; η, λ = :func:`middle`."""
+    eta, lam = middle(budget)
+    n = len(START_SCALES)
+    common = _common(budget, seed, data_name)
+    # half the grid's steps: the middle ηλ relaxes in 1/(8ηλ) steps, ≥ 8× faster than the
+    # grid's slowest configuration, and this run's λ = 0 half needs no equilibrium
+    common["steps"] = max(8, budget.steps // 2)
+    return TrainConfig(etas=(eta,) * 2 * n, lams=(lam,) * n + (0.0,) * n,
+                       init_scales=START_SCALES * 2, **common)
+
+
+def momentum_config(budget: Budget, seed: int, data_name: str) -> TrainConfig:
+    """λ = 0, momentum 0.9, the middle η, the ‖w₀‖/4 start, a quarter of the steps."""
+    eta, _ = middle(budget)
+    common = _common(budget, seed, data_name)
+    common["steps"] = max(8, budget.steps // 4)
+    return TrainConfig(etas=(eta,), lams=(0.0,), momentum=MOMENTUM,
+                       init_scales=(START_SCALES[0],), **common)
+
+
+_MEMO: dict[tuple, TrainResult] = {}
+_DATA: dict[tuple, object] = {}
+
+
+def _device_data(images, device: str):
+    """(train, test) as :class:`harness.data.DeviceData`, converted once per session."""
+    from harness.data import DeviceData
+
+    key = (id(images), device)
+    if key not in _DATA:
+        train_images, test_images = images
+        _DATA[key] = (DeviceData.from_images(train_images, device),
+                      DeviceData.from_images(test_images, device))
+    return _DATA[key]
+
+
+def _cache(suite):
+    """The engine's disk cache under ``suite.cache_dir``; ``--fresh`` ignores older entries."""
+    from harness.cache import Cache
+
+    return Cache(suite.cache_dir, fresh=suite.fresh)
+
+
+def run(suite, images, config: TrainConfig) -> TrainResult:
+    """Train ``config`` once per session (memo), through the engine's disk cache."""
+    key = (config, suite.device)
+    if key not in _MEMO:
+        train_data, test_data = _device_data(images, suite.device)
+        _MEMO[key] = train(config, train_data, test_data, device=suite.device,
+                           cache=_cache(suite), progress=True)
+    return _MEMO[key]
+
+
+def results(suite, images, which: str = "grid") -> list[TrainResult]:
+    """One :class:`TrainResult` per seed of the budget for ``which`` ∈ {grid, starts, momentum}."""
+    make = {"grid": grid_config, "starts": starts_config, "momentum": momentum_config}[which]
+    name = images[0].name
+    seeds = suite.budget.seeds if which == "grid" else suite.budget.seeds[:1]
+    return [run(suite, images, make(suite.budget, seed, name)) for seed in seeds]
+
+
+# --- what the claims read off a run -----------------------------------------------------------
+
+LATE = 0.25        # the last quarter of a run is its equilibrium window (≥ 2 relaxation times of
+                   # the slowest configuration at every budget; see harness.config)
+
+
+def tensor_index(result: TrainResult, name: str | None = None) -> int:
+    """Index along P of ``name`` (default: the concatenation of all 3x3 kernels, Fig. 2's w)."""
+    from harness.train import ALL_3X3
+
+    return result.tensors.index(name or ALL_3X3)
+
+
+def series(result: TrainResult, metric: str, p: int | None = None):
+    """(K, T) float64 array of ``metric`` for tensor ``p`` (default ALL_3X3)."""
+    return result.metrics[metric][:, :, tensor_index(result) if p is None else p]
+
+
+def grad_norm_on_sphere(result: TrainResult, p: int | None = None):
+    """(K, T): G_t = ‖g_t‖·‖w_t‖ = ‖∇L(u_t|B_t)‖ (C3: ∇L(w) = ∇L(u)/‖w‖)."""
+    import numpy as np
+
+    return series(result, "gnorm", p) * np.sqrt(series(result, "sqnorm", p))
