@@ -424,27 +424,31 @@ def _on(data: DeviceData | None, device: str) -> DeviceData | None:
     return DeviceData(data.x.to(device), data.y.to(device), data.name, data.real)
 
 
-def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | None,
-         progress: bool) -> TrainResult:
-    device = train_data.x.device
-    base = build_model(config).to(device)
+def _setup(config: TrainConfig, device: torch.device):
+    """(replicas, tracked tensor names, Segments, channels_last) for a run of ``config``."""
+    base = build_model(config)          # on the CPU: the invariance probe's inputs live there
     invariant, kernels_3x3 = tracked_tensors(base, MODELS[config.model].input_shape)
     if config.freeze_non_invariant and not invariant:
         raise NoScaleInvariantTensor(f"{config.model} has no scale-invariant tensor to train")
-    names = [n for n, _ in base.named_parameters()]
-    others = [n for n in names if n not in invariant]
-    n_trained = len(invariant) if config.freeze_non_invariant else len(names)
-    channels_last = uses_channels_last(base, DTYPES[config.dtype])
-    replicas = []
-    for k in range(config.k):
-        model = _copy_scaled(base, invariant, 1.0 if config.init_scales is None
-                             else config.init_scales[k])
-        replicas.append(make_replica(model, invariant + others, n_trained, channels_last,
-                                     config.etas[k], config.lams[k], config.momentum))
+    base = base.to(device)
     params = dict(base.named_parameters())
-    sizes = [params[n].numel() for n in invariant]
-    n_tracked = sum(sizes)
-    segments = Segments.build(sizes, [n in kernels_3x3 for n in invariant], device)
+    others = [n for n in params if n not in invariant]
+    n_trained = len(invariant) if config.freeze_non_invariant else len(params)
+    channels_last = uses_channels_last(base, DTYPES[config.dtype])
+    scales = config.init_scales or (1.0,) * config.k
+    replicas = [make_replica(_copy_scaled(base, invariant, scales[k]), invariant + others,
+                             n_trained, channels_last, config.etas[k], config.lams[k],
+                             config.momentum) for k in range(config.k)]
+    segments = Segments.build([params[n].numel() for n in invariant],
+                              [n in kernels_3x3 for n in invariant], device)
+    return replicas, invariant, segments, channels_last
+
+
+def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | None,
+         progress: bool) -> TrainResult:
+    device = train_data.x.device
+    replicas, invariant, segments, channels_last = _setup(config, device)
+    n_tracked = segments.index.numel()
     recorder = Recorder(config, len(invariant) + 1, device)
     checkpoints = {}
     f64 = dict(dtype=torch.float64, device=device)
