@@ -1,0 +1,185 @@
+"""C5 — with weight decay, ‖w‖² reaches a stable equilibrium x*.
+
+Article (section "Weight decay + scale invariance"): "an equilibrium with approximately constant
+‖w_t‖ can be reached. This equilibrium is stable due to the opposite dependence on ‖w_t‖ of the
+weight decay and gradient forces."
+
+Expected (sympy, ``harness.theory.c05_equilibrium``): x = ‖w‖² obeys x ← (1−2ηλ)²x + η²G_t²/x
+(given C2, C3), with the fixed point x* = (G/2)·√(η/(λ(1−ηλ))), G the RMS of the mini-batch G_t
+(the map involves G²), F′(x*) = 2(1−2ηλ)² − 1 (stable for ηλ ∈ (0,½) ∪ (½,1)) and relaxation
+8ηλ(1−ηλ) per step. In the stochastic steady state the mean sits above x* by the Jensen term
+√(1+v) − 1, v = c²ηλ(1−ηλ)/(1−2ηλ)², c² = Var(G_t²)/G⁴ (derived there too).
+
+Measurement: every (η, λ) of the Fig. 2 grid (``harness.runs.grid_config``), all 3x3 kernels: mean
+‖w‖² over the last quarter of the run vs x* from the G_t measured there; and the grid's middle
+(η, λ) started at ‖w₀‖ × ¼, 1, 4 (``harness.runs.starts_config``): the three must end at the same
+x*, and their settling times are set against 1/(8ηλ).
+
+Control: the same starts at λ = 0 (no fixed point; x* = ∞): the same end-point criterion must reject
+them (the norms stay apart), and the agreement criterion finds no finite x*.
+
+Budget: quick — 1024 steps of batch 32, ηλ ∈ [1e-3, 0.1], stand-in data unless CIFAR-10 is
+configured; full — CIFAR-10, 100 epochs, ηλ ∈ [2.5e-5, 2.5e-3].
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from harness import runs, stats, theory  # noqa: E402
+from harness.report import Verdict, fmt  # noqa: E402
+
+pytestmark = pytest.mark.c05
+
+QUOTE = ("an equilibrium with approximately constant ∥w_t∥ can be reached. This equilibrium is "
+         "stable")
+N_BLOCKS = 4  # the equilibrium window is cut into 4 blocks: replicates for the end-point interval
+
+
+def equilibrium(result, fraction=runs.LATE):
+    """Per configuration, over the last ``fraction`` of the run (all 3x3 kernels):
+    mean ‖w‖² (K,), RMS of G_t (K,), c² = Var(G_t²)/mean(G_t²)² (K,)."""
+    x = runs.series(result, "sqnorm")
+    G = runs.grad_norm_on_sphere(result)
+    window = stats.late_window(x.shape[1], fraction)
+    G2 = G[:, window] ** 2
+    return (np.nanmean(x[:, window], axis=1), stats.rms(G[:, window]),
+            np.nanvar(G2, axis=1) / np.nanmean(G2, axis=1) ** 2)
+
+
+def settling_step(x_k, target, band):
+    """First step after which |log x_t − log target| stays within ``band``; len(x) if never."""
+    outside = np.flatnonzero(np.abs(np.log(x_k / target)) > band)
+    return 0 if outside.size == 0 else int(outside[-1]) + 1
+
+
+def predicted_settling(x0, x_star, eta, lam, G, band, limit):
+    """Steps the deterministic map F (sympy's, at the late G) takes from x0 into the band."""
+    F = theory.c05_equilibrium().fn("map", theory.x, theory.eta, theory.lam, theory.G)
+    x = x0
+    for t in range(limit):
+        if abs(np.log(x / x_star)) <= band:
+            return t
+        x = F(x, eta, lam, G)
+    return limit
+
+
+def figure(starts, x_star_fn, suite):
+    x = runs.series(starts, "sqnorm")
+    steps = np.arange(x.shape[1])
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for k, lam in enumerate(starts.config.lams):
+        style = "-" if lam > 0 else "--"
+        ax.plot(steps, x[k], style, label=f"λ={lam:.3g}, ‖w₀‖×{starts.config.init_scales[k]:g}")
+    xm, Gm, _ = equilibrium(starts)
+    k = 1  # the λ > 0 run from the default start
+    ax.axhline(x_star_fn(Gm[k], starts.config.etas[k], starts.config.lams[k]), color="k", lw=1,
+               label="x* from the late G (sympy)")
+    ax.set(xlabel="step", ylabel="‖w_t‖² (all 3x3 kernels)", yscale="log",
+           title=f"η = {starts.config.etas[0]:.3g}: three starts, with and without λ")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = suite.report_dir / "figures" / "C5-resnet8.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return f"figures/{out.name}"
+
+
+def end_point_gap(starts, a, b):
+    """(mean, low, high) over the window's blocks of log(x_a/x_b): t-interval (harness.stats)."""
+    x = runs.series(starts, "sqnorm")
+    window = stats.late_window(x.shape[1], runs.LATE)
+    blocks = np.log(stats.block_means(x[:, window], N_BLOCKS))
+    fit = stats.ols(blocks[a] - blocks[b], {}, intercept=True)
+    return fit["intercept"]
+
+
+def test_norm_settles_at_the_derived_fixed_point_from_any_start(suite, images, record_verdict):
+    derivation = theory.c05_equilibrium()
+    assert all(derivation.proved.values()), derivation.text
+    x_star_fn = derivation.fn("x_star", theory.G, theory.eta, theory.lam)
+    c2_sym = next(s for s in derivation.exprs["jensen_bias"].free_symbols if s.name == "c2")
+    bias_fn = derivation.fn("jensen_bias", c2_sym, theory.eta, theory.lam)
+    rate_fn = derivation.fn("relaxation_rate", theory.eta, theory.lam)
+
+    # 1. the grid: measured mean ‖w‖² against x* (and x*·(1 + Jensen term)), every configuration
+    d, rows = [], []
+    for result in runs.results(suite, images, "grid"):
+        etas, lams = np.asarray(result.config.etas), np.asarray(result.config.lams)
+        xm, Gm, c2 = equilibrium(result)
+        xs = x_star_fn(Gm, etas, lams)
+        jb = bias_fn(c2, etas, lams)
+        dk = np.log(xm / xs) - np.log1p(jb)
+        d.extend(dk)
+        rows += [f"| {e:.3g} | {lam:.3g} | {e * lam:.2g} | {fmt(a)} | {fmt(b)} | {fmt(c)} | "
+                 f"{fmt(a / b - 1)} | {fmt(float(j))} | {fmt(1 / r)} |"
+                 for e, lam, a, b, c, j, r in zip(etas, lams, xm, xs, Gm, jb,
+                                                  rate_fn(etas, lams), strict=True)]
+    mean_d, lo, hi = stats.bootstrap_mean_ci(d)
+    agrees = lo <= 0 <= hi
+
+    # 2. three starts at the middle (η, λ) end at the same x*; λ = 0 starts stay apart (control)
+    (starts,) = runs.results(suite, images, "starts")
+    n = len(runs.START_SCALES)
+    same_end = end_point_gap(starts, 0, n - 1)          # ‖w₀‖/4 vs ‖w₀‖×4, with λ
+    ctrl_gap = end_point_gap(starts, n, 2 * n - 1)      # the same, λ = 0
+    same = same_end[1] <= 0 <= same_end[2]
+    with np.errstate(divide="ignore"):  # λ = 0: sympy's x* is infinite, there is no fixed point
+        ctrl_xs = float(x_star_fn(np.float64(1.0), np.float64(starts.config.etas[n]),
+                                  np.float64(starts.config.lams[n])))
+    rejected = not (ctrl_gap[1] <= 0 <= ctrl_gap[2]) and not np.isfinite(ctrl_xs)
+
+    # 3. settling times of the three λ > 0 starts, against 1/(8ηλ(1−ηλ)) and the map's own
+    eta, lam = starts.config.etas[0], starts.config.lams[0]
+    xm, Gm, _ = equilibrium(starts)
+    x = runs.series(starts, "sqnorm")
+    window = stats.late_window(x.shape[1], runs.LATE)
+    settle = []
+    for k in range(n):
+        band = 3 * np.nanstd(np.log(x[k, window]))  # 3σ of the equilibrium's own fluctuations
+        settle.append((starts.config.init_scales[k], settling_step(x[k], xm[k], band),
+                       predicted_settling(x[k, 0], x_star_fn(Gm[k], eta, lam), eta, lam, Gm[k],
+                                          band, x.shape[1])))
+    tau = 1 / float(rate_fn(eta, lam))
+    settled = all(s < window.start for _, s, _ in settle)
+
+    passed = agrees and same and settled
+    table = ["| η | λ | ηλ | mean ‖w‖² (late) | x* | G (RMS) | mean/x* − 1 | Jensen term | "
+             "1/(8ηλ(1−ηλ)) steps |", "|---|---|---|---|---|---|---|---|---|"] + rows
+    settle_rows = ["| start ‖w₀‖× | settled at step | map prediction | in units of 1/(8ηλ(1−ηλ)) |",
+                   "|---|---|---|---|"]
+    settle_rows += [f"| {s:g} | {m} | {p} | {fmt(m / tau)} |" for s, m, p in settle]
+    record_verdict(Verdict(
+        id="C5", title="‖w‖² settles at x* = (G/2)√(η/(λ(1−ηλ)))", quote=QUOTE,
+        expected="x̄/x* − 1 = Jensen term (mean over the grid, CI ∋ 0); equal end points",
+        derivation=derivation.text,
+        predicted={"log(x̄/x*) − log(1 + Jensen term)": 0.0, "end-point gap": 0.0},
+        measured={"headline": mean_d, "mean log(x̄/x*) − Jensen": mean_d, "95% CI": [lo, hi],
+                  "end-point gap log(x_¼/x_4)": list(same_end),
+                  "settling steps (measured, map)": [(m, p) for _, m, p in settle],
+                  "1/(8ηλ(1−ηλ))": tau},
+        tolerance={"agreement": [lo, hi], "end point": list(same_end[1:])},
+        tolerance_reason="95% BCa bootstrap interval (scipy.stats.bootstrap) of the mean over the "
+                         "grid's configurations of log(x̄/x*) − log(1 + Jensen term); the end "
+                         f"points: t-interval over {N_BLOCKS} blocks of the window of the log gap",
+        status="pass" if passed and rejected else "fail",
+        reason="" if rejected else "the λ = 0 control was not rejected",
+        control={"description": "λ = 0 from ‖w₀‖×¼ and ×4: log gap of the end points (t-interval)"
+                                " and x* (infinite: no fixed point)",
+                 "measured": {"gap": list(ctrl_gap), "x*": ctrl_xs},
+                 "status": "rejected" if rejected else "NOT rejected"},
+        figures=[figure(starts, x_star_fn, suite)],
+        tables=["\n".join(table), "\n".join(settle_rows)],
+        notes=[f"equilibrium window: the last {runs.LATE:.0%} of each run; G_t = ‖g_t‖·‖w_t‖",
+               "with λ > 0 the norm reaches the same x* from ‖w₀‖/4 and ‖w₀‖×4; from far above, "
+               "x ← (1−2ηλ)²x decays at 4ηλ per step, half the linear rate near x*",
+               f"all λ > 0 starts settled before the window: {settled}"],
+        context={"model": "resnet8", "data": images[0].name}))
+    assert rejected, f"λ = 0 control not rejected: gap {ctrl_gap}, x* {ctrl_xs}"
+    assert agrees, f"mean log(x̄/x*) − Jensen = {mean_d:.3g}, CI [{lo:.3g}, {hi:.3g}] ∌ 0"
+    assert same, f"end points differ: log gap {same_end}"
+    assert settled, settle
