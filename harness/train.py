@@ -70,8 +70,15 @@ the ratios, not the absolute rates):
     torch.compile (inductor), forward+loss   fp32 813/845 → 780/805 img/s [3.9],     opt-in, off
                                              bf16 1136/1405 → 1036/1693 [4.0];       (compile)
                                              compiling costs 36–51 s: no gain to repay it
-    2 threads instead of 1                   bench at load 6–7: the engine did not   1 thread
-                                             finish in 240 s (1 thread: 45 s)        (bench default)
+    2 threads instead of 1                   bare fp32 step [4.9]: 978 img/s with 1  1 thread
+                                             thread; with 2, 3 steps not done in     (bench default)
+                                             115 s (< 30 img/s: OpenMP spin-waiting
+                                             against the other processes)
+    the engine around the bare step          bf16 bare loop 1517/1504 vs train()     —
+                                             1434/1408 img/s incl. setup [4.8]: the
+                                             engine is within 6 %; profile: conv
+                                             backward 43 %, conv 15 %, BN 20 %;
+                                             copies/allocations < 1.5 %: left as is
     invariance probe memoized per process    1.4–3.7 s → 0 for every later run       yes
                                              of the same network (≈ 1/3 of a short run)
     float64 metrics every step               ≈ 3.6 ms per configuration-step (above)  yes: claims
@@ -80,7 +87,8 @@ the ratios, not the absolute rates):
 tests/bench (``tox -e bench``), 16 steps per configuration, engine vs the typical user's loop
 (torchvision CIFAR10 + PIL transforms + DataLoader + torch.optim.SGD, one configuration after
 another), model-images/s: at load 4.6–4.9, baseline 651, engine float32 901 (1.38×), engine
-bf16-autocast 1,342 (2.06×); at load 6.6–7.8 (24 steps), 464, 618 (1.33×), 992 (2.14×). Targets
+bf16-autocast 1,342 (2.06×); ``tox -e bench`` at load 5.2–5.3: 658, 877 (1.33×), 1,330 (2.02×);
+at load 6.6–7.8 (24 steps), 464, 618 (1.33×), 992 (2.14×). Targets
 of issue 5: ≥ 2× the baseline is reached with bf16 autocast only (float32: 1.3–1.4×); ≥ 3,000
 model-images/s is NOT reached on this shared 2-core CPU: best seen 2,278 (bare bf16 step, load 2.3,
 1 thread). ResNet-8 width 16 costs ≈ 75 MFLOP per image (forward + backward), so 3,000 img/s asks
