@@ -19,9 +19,10 @@ import torch
 
 from harness import theory
 from harness.config import torch_weight_decay
-from harness.invariance import FLOAT64_RTOL, control_model, float64_exact, scale_invariance_map
+from harness.invariance import FLOAT64_RTOL, control_model, float64_exact
 from harness.probes import grad_weight_cosines, gradients
 from harness.report import Verdict, fmt
+from harness.zoo import require_scale_invariant
 
 pytestmark = pytest.mark.c02
 
@@ -58,11 +59,7 @@ def test_gradient_is_orthogonal_to_every_normalized_kernel(model_spec, probe_dat
 
     torch.manual_seed(0)
     model = model_spec.build()
-    invariant = [r.name for r in scale_invariance_map(model, model_spec.input_shape)
-                 if r.invariant and r.normalization]
-    if not invariant:
-        pytest.skip(f"model {model_spec.name!r} has no scale-invariant parameter tensor (none "
-                    "feeds a normalization), and this claim is about such tensors")
+    invariant = require_scale_invariant(model_spec, model)  # skips, with the reason, if none
     x, y, data_name = probe_data
 
     exact = worst_abs_cosines(float64_exact(model), x.double(), y, invariant, SGD_STEPS)

@@ -20,9 +20,10 @@ import pytest
 import torch
 
 from harness import theory
-from harness.invariance import FLOAT64_RTOL, control_model, float64_exact, scale_invariance_map
+from harness.invariance import FLOAT64_RTOL, control_model, float64_exact
 from harness.probes import gradients_under_rescaling, loglog_slope
 from harness.report import Verdict, fmt, save_figure
+from harness.zoo import require_scale_invariant
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
@@ -69,11 +70,7 @@ def test_gradient_scales_as_inverse_norm_and_is_unbounded_near_zero(model_spec, 
 
     torch.manual_seed(0)
     model = float64_exact(model_spec.build())
-    invariant = [r.name for r in scale_invariance_map(model, model_spec.input_shape)
-                 if r.invariant and r.normalization]
-    if not invariant:
-        pytest.skip(f"model {model_spec.name!r} has no scale-invariant parameter tensor (none "
-                    "feeds a normalization), and this claim is about such tensors")
+    invariant = require_scale_invariant(model_spec, model)  # skips, with the reason, if none
     x, y, data_name = probe_data
     x = x.double()
 

@@ -12,6 +12,8 @@ Hypothesis profiles (chosen by environment, as in hypothesis' own ``tests/common
 
 import os
 
+import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]
@@ -30,3 +32,14 @@ def hypothesis_profile(environ=os.environ) -> str:
 
 
 settings.load_profile(hypothesis_profile())
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("single_thread")``):
+    smoke-sized tensors gain nothing from a second thread, and on a shared machine OpenMP's
+    spin-waiting makes two threads several times slower (DESIGN.md, "Threads")."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

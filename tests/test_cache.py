@@ -24,14 +24,7 @@ META = {"tensors": ["conv.weight", "all 3x3 conv kernels"], "diverged": [None, "
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Smoke-sized tensors gain nothing from a second thread, and on a shared machine OpenMP's
-    spin-waiting makes two threads several times slower (DESIGN.md, "Threads")."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def stored(tmp_path) -> tuple[Cache, Path, Path]:

@@ -37,14 +37,7 @@ NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
 DIRECTION_METRICS = ("cos_gw", "cos_step", "du_pred", "du_resid", "du_resid_article")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Smoke-sized tensors gain nothing from a second thread, and on a shared machine OpenMP's
-    spin-waiting makes two threads several times slower (DESIGN.md, "Threads")."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @lru_cache(maxsize=1)

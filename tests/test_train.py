@@ -29,14 +29,7 @@ from harness.train import (
 U64 = np.finfo(np.float64).eps / 2          # unit roundoff of float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Smoke-sized tensors gain nothing from a second thread, and on a shared machine OpenMP's
-    spin-waiting makes two threads several times slower (DESIGN.md, "Threads")."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

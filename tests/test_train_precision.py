@@ -26,12 +26,7 @@ from harness.data import DeviceData, standin_cifar
 from harness.train import TrainConfig, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
