@@ -42,3 +42,22 @@ def test_model_option_with_a_bad_target_is_a_usage_error(pytester):
     result.stderr.fnmatch_lines(["*--model 'no_such_module_xyz:make': cannot import*"])
     result = pytester.runpytest("--model", "missing-colon", "-p", "no:cacheprovider")
     result.stderr.fnmatch_lines(["*expected MODULE:FACTORY*"])
+
+
+def test_worked_examples_run_through_the_command_line_path(pytester):
+    # As a user would type it: the GroupNorm CNN passes C1; the pre-LayerNorm transformer has no
+    # scale-invariant tensor, so C1 is skipped with the reason and its report shows the map.
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pytester.syspathinsert(root)
+    result = pytester.runpytest(
+        str(root / "claims" / "test_c01_scale_invariance.py"), "--budget", "smoke",
+        "--model", "examples.user_models:groupnorm_cnn",
+        "--model", "examples.user_models:tiny_transformer",
+        "--report-dir", str(pytester.path / "r"), "-p", "no:cacheprovider", "--rootdir",
+        str(pytester.path))
+    result.assert_outcomes(passed=1, skipped=1)
+    report = (pytester.path / "r" / "latest.md").read_text()
+    assert "Scale-invariance map" in report and "`attn.in_proj_weight`" in report
+    assert "tiny_transformer' has no scale-invariant parameter tensor" in report
