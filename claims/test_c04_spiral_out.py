@@ -17,7 +17,7 @@ G = ‖g‖‖w‖ early vs late; the continuum law with the measured G.
 Control: momentum 0.9 (PyTorch's SGD, λ = 0). The step is −η·buf with buf carrying past gradients,
 which are not orthogonal to the current w: the same per-step criterion must reject it.
 
-Budget: quick — stand-in data unless CIFAR-10 is configured, 512 steps of batch 32; full — CIFAR-10.
+Budget: quick — stand-in data unless CIFAR-10 is configured, 768 steps of batch 32; full — CIFAR-10.
 """
 
 import math

@@ -18,7 +18,7 @@ x*, and their settling times are set against 1/(8ηλ).
 Control: the same starts at λ = 0 (no fixed point; x* = ∞): the same end-point criterion must reject
 them (the norms stay apart), and the agreement criterion finds no finite x*.
 
-Budget: quick — 1024 steps of batch 32, ηλ ∈ [1e-3, 0.1], stand-in data unless CIFAR-10 is
+Budget: quick — 768 steps of batch 32, ηλ ∈ [1e-3, 0.1], stand-in data unless CIFAR-10 is
 configured; full — CIFAR-10, 100 epochs, ηλ ∈ [2.5e-5, 2.5e-3].
 """
 

@@ -19,7 +19,7 @@ training.
 Control: the zeroth-order prediction u' − u ≈ 0 (residual ‖u' − u‖ = √(2 − 2cos θ_t), from the
 measured angle): first order, and the same slope criterion must reject it.
 
-Budget: quick — 1024 steps of batch 32 on the 3×3 grid; full — CIFAR-10, 100 epochs.
+Budget: quick — 768 steps of batch 32 on the 3×3 grid; full — CIFAR-10, 100 epochs.
 """
 
 import matplotlib

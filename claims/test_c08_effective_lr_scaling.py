@@ -22,7 +22,7 @@ slope's interval excludes ½ (CLAIMS.md: it holds only at fixed G).
 
 Control: the same fits must reject the exponents ¼ and 1.
 
-Budget: quick — 1024 steps of batch 32, ηλ ∈ [1e-3, 0.1]; full — CIFAR-10, 100 epochs, 2 seeds.
+Budget: quick — 768 steps of batch 32, ηλ ∈ [1e-3, 0.1]; full — CIFAR-10, 100 epochs, 2 seeds.
 """
 
 import matplotlib
