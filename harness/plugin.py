@@ -158,14 +158,34 @@ def provenance(root: Path, device: str) -> dict:
             "cpu_count": os.cpu_count(), "git_commit": _git_commit(root)}
 
 
-def _set_threads() -> None:
-    """Under xdist, share the cores: two torch processes each using every core slow each other
-    down by one to two orders of magnitude here (DESIGN.md)."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+def thread_count(environ=os.environ, cpu_count: int | None = None) -> int | None:
+    """Torch threads for this process, or None to keep torch's default (every core).
+
+    ``WD_CLAIMS_THREADS=N`` wins (on a machine shared with other jobs, OpenMP threads spin-waiting
+    for busy cores made claims 5–10× slower; 1 avoids it); under xdist each worker gets
+    ``cores // workers``: two torch processes each using every core slow each other down by one
+    to two orders of magnitude (DESIGN.md).
+    """
+    requested = environ.get(ENV_THREADS, "").strip()
+    if requested:
+        if not requested.isdigit() or int(requested) < 1:
+            raise pytest.UsageError(f"{ENV_THREADS}={requested!r}: expected a positive integer")
+        return int(requested)
+    workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
     if workers > 1:
+        return max(1, (cpu_count or os.cpu_count() or 1) // workers)
+    return None
+
+
+ENV_THREADS = "WD_CLAIMS_THREADS"
+
+
+def _set_threads() -> None:
+    threads = thread_count()
+    if threads is not None:
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        torch.set_num_threads(threads)
 
 
 def worker_gpu(visible: str | None, worker_id: str | None) -> str | None:

@@ -310,3 +310,13 @@ def test_many(record_verdict, k):
     ("0", "gw1", None), (None, "gw1", None), ("0,1", None, None), ("0,1", "master", None)])
 def test_each_xdist_worker_gets_its_own_gpu(visible, worker, expected):
     assert worker_gpu(visible, worker) == expected
+
+
+def test_thread_count_honours_the_override_then_shares_cores_among_xdist_workers():
+    from harness.plugin import thread_count
+
+    assert thread_count({}, cpu_count=8) is None
+    assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "4"}, cpu_count=8) == 2
+    assert thread_count({"WD_CLAIMS_THREADS": "1", "PYTEST_XDIST_WORKER_COUNT": "4"}, 8) == 1
+    with pytest.raises(pytest.UsageError, match="WD_CLAIMS_THREADS='two'"):
+        thread_count({"WD_CLAIMS_THREADS": "two"}, cpu_count=8)
