@@ -30,7 +30,7 @@ from scipy.optimize import minimize
 from sklearn.datasets import load_breast_cancer
 
 from harness import theory
-from harness.report import Verdict, fmt
+from harness.report import Verdict, fmt, save_figure
 from harness.stats import bootstrap_mean_ci
 
 pytestmark = pytest.mark.c00
@@ -115,7 +115,7 @@ def criteria(run: dict, norm_bound: np.ndarray, gap_bound: np.ndarray) -> dict:
             "worst gap / bound": float(np.max(cis[:, 0] / gap_bound))}
 
 
-def plot(runs: dict, checks: dict, control: dict, norm_bound, gap_bound, path_png) -> None:
+def plot(runs: dict, checks: dict, control: dict, norm_bound, gap_bound, report_dir) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,8 +142,9 @@ def plot(runs: dict, checks: dict, control: dict, norm_bound, gap_bound, path_pn
         ax.legend(fontsize=7)
     fig.suptitle("C0: L2 logistic regression, breast-cancer data, ‖x‖ ≤ 1")
     fig.tight_layout()
-    fig.savefig(path_png, dpi=110)
+    figure = save_figure(fig, report_dir, "C0-logistic.png")
     plt.close(fig)
+    return figure
 
 
 def test_l2_regularization_bounds_the_norm_and_the_generalization_gap_in_any_dimension(
@@ -170,9 +171,7 @@ def test_l2_regularization_bounds_the_norm_and_the_generalization_gap_in_any_dim
     shrink = {d: float(r["norms"].mean(0)[-1] / r["norms"].mean(0)[0]) for d, r in runs.items()}
     cert = max(float(r["certs"].max()) for r in (*runs.values(), *control.values()))
 
-    figure = "figures/C0-logistic.png"
-    (suite.report_dir / "figures").mkdir(parents=True, exist_ok=True)
-    plot(runs, checks, ctrl, norm_bound, gap_bound, suite.report_dir / figure)
+    figure = plot(runs, checks, ctrl, norm_bound, gap_bound, suite.report_dir)
     rows = ["| λ | 2ℓ²/(λm) | " + " | ".join(f"gap d={d} [95 % CI]" for d in runs)
             + " | " + " | ".join(f"‖w*‖ d={d}" for d in runs) + " | √(log2/λ) |",
             "|---" * (3 + 2 * len(runs)) + "|"]

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from harness import runs, stats, theory  # noqa: E402
-from harness.report import Verdict, fmt  # noqa: E402
+from harness.report import Verdict, fmt, save_figure  # noqa: E402
 
 pytestmark = pytest.mark.c04
 
@@ -108,11 +108,9 @@ def figure(result, zero, suite, model_name):
     ax[0].legend(fontsize=7)
     ax[1].legend(fontsize=6)
     fig.tight_layout()
-    out = suite.report_dir / "figures" / f"C4-{model_name}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    figure_path = save_figure(fig, suite.report_dir, f"C4-{model_name}.png")
     plt.close(fig)
-    return f"figures/{out.name}"
+    return figure_path
 
 
 def test_without_weight_decay_each_step_adds_exactly_eta_squared_grad_squared(

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from harness import runs, stats, theory  # noqa: E402
-from harness.report import Verdict, fmt  # noqa: E402
+from harness.report import Verdict, fmt, save_figure  # noqa: E402
 
 pytestmark = pytest.mark.c05
 
@@ -107,11 +107,9 @@ def figure(starts, x_star_fn, suite):
            title=f"η = {starts.config.etas[0]:.3g}: three starts, with and without λ")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = suite.report_dir / "figures" / "C5-resnet8.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    figure_path = save_figure(fig, suite.report_dir, "C5-resnet8.png")
     plt.close(fig)
-    return f"figures/{out.name}"
+    return figure_path
 
 
 def end_point_gap(starts, a, b):

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from harness import runs, stats, theory  # noqa: E402
-from harness.report import Verdict, fmt  # noqa: E402
+from harness.report import Verdict, fmt, save_figure  # noqa: E402
 
 pytestmark = pytest.mark.c06
 
@@ -66,11 +66,9 @@ def figure(points, closed, suite):
            title="direction-update residual: exact factor is second order")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = suite.report_dir / "figures" / "C6-resnet8.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    figure_path = save_figure(fig, suite.report_dir, "C6-resnet8.png")
     plt.close(fig)
-    return f"figures/{out.name}"
+    return figure_path
 
 
 def test_direction_update_error_is_second_order_in_the_effective_learning_rate(

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from harness import runs, stats, theory  # noqa: E402
-from harness.report import Verdict, fmt  # noqa: E402
+from harness.report import Verdict, fmt, save_figure  # noqa: E402
 
 pytestmark = pytest.mark.c07
 
@@ -66,11 +66,9 @@ def figure(results, budget, suite):
     fig.suptitle(f"ResNet-8 (width {r.config.width}), {budget.name} budget, seed {r.config.seed}",
                  fontsize=9)
     fig.tight_layout()
-    out = suite.report_dir / "figures" / "C7-resnet8.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    figure_path = save_figure(fig, suite.report_dir, "C7-resnet8.png")
     plt.close(fig)
-    return f"figures/{out.name}"
+    return figure_path
 
 
 def test_equilibrium_norm_scales_as_the_square_root_of_eta_over_lambda(

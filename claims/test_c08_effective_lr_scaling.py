@@ -34,7 +34,7 @@ import pytest  # noqa: E402
 import sympy as sp  # noqa: E402
 
 from harness import runs, stats, theory  # noqa: E402
-from harness.report import Verdict, fmt  # noqa: E402
+from harness.report import Verdict, fmt, save_figure  # noqa: E402
 
 pytestmark = pytest.mark.c08
 
@@ -89,11 +89,9 @@ def figure(m, theta_fn, suite):
     ax[1].set(xlabel="ηλ", ylabel="per-step angle (rad)", title="the angle scales as √(ηλ)")
     ax[1].legend(fontsize=7)
     fig.tight_layout()
-    out = suite.report_dir / "figures" / "C8-resnet8.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    figure_path = save_figure(fig, suite.report_dir, "C8-resnet8.png")
     plt.close(fig)
-    return f"figures/{out.name}"
+    return figure_path
 
 
 def _ci(fit, name="log(ηλ)"):

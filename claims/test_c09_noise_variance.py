@@ -40,7 +40,7 @@ from harness.cache import Cache
 from harness.config import torch_weight_decay
 from harness.data import DeviceData
 from harness.noise import bootstrap_interval, draw_displacements, variance_ratio
-from harness.report import Verdict, fmt
+from harness.report import Verdict, fmt, save_figure
 from harness.train import TrainConfig, train
 
 pytestmark = pytest.mark.c09
@@ -87,7 +87,7 @@ def contains(interval, value: float) -> bool:
     return lo <= value <= hi
 
 
-def plot(steps, results, predicted, path_png, title) -> None:
+def plot(steps, results, predicted, report_dir, title) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,8 +107,9 @@ def plot(steps, results, predicted, path_png, title) -> None:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path_png, dpi=110)
+    figure = save_figure(fig, report_dir, "C9-resnet8.png")
     plt.close(fig)
+    return figure
 
 
 def test_one_double_step_has_twice_the_noise_variance_of_two_single_steps(suite, images,
@@ -146,9 +147,7 @@ def test_one_double_step_has_twice_the_noise_variance_of_two_single_steps(suite,
     small_eta_h = {s: float(eta_h[0](r["two_steps_small_step"][0])) / SMALL_STEP
                    for s, r in results.items()}
 
-    figure = "figures/C9-resnet8.png"
-    (suite.report_dir / "figures").mkdir(parents=True, exist_ok=True)
-    plot(steps, results, predicted, suite.report_dir / figure,
+    figure = plot(steps, results, predicted, suite.report_dir,
          f"C9: ResNet-8 w{budget.width}, η = {eta:.3g}, b = {b}, {DRAWS[budget.name]} draws, "
          f"{100 * level:.1f} % BCa")
     rows = ["| step | real two steps [CI] | ∋ pred. | curvature-free [CI] | ∋ pred. | "

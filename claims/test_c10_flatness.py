@@ -55,7 +55,7 @@ import torch
 from harness import stats, theory
 from harness.data import DeviceData
 from harness.probes import sharpness_on_sphere
-from harness.report import Verdict, fmt
+from harness.report import Verdict, fmt, save_figure
 from harness.train import ALL_3X3, TrainConfig, train
 
 matplotlib.use("Agg")
@@ -154,7 +154,7 @@ def falling_rank_test(lams, values, seed: int = 0) -> tuple[float, float]:
     return rho, float(res.pvalue)
 
 
-def plot(rows: list[dict], path, title: str) -> None:
+def plot(rows: list[dict], report_dir, title: str) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, seed in enumerate(sorted({r["seed"] for r in rows})):
         main = sorted((r for r in rows if r["seed"] == seed and r["role"] == "main"),
@@ -172,8 +172,9 @@ def plot(rows: list[dict], path, title: str) -> None:
            ylabel="top eigenvalue of the sphere Hessian", title=title)
     ax.legend(fontsize=6.5)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    figure = save_figure(fig, report_dir, "C10-resnet8.png")
     plt.close(fig)
+    return figure
 
 
 def test_sharpness_falls_as_weight_decay_raises_the_effective_learning_rate(suite, images,
@@ -217,9 +218,7 @@ def test_sharpness_falls_as_weight_decay_raises_the_effective_learning_rate(suit
     s_mid = float(np.exp(np.mean(np.log([r["eta"] * r["lam"] for r in main]))))
     slope_pred = float(slope_fn(s_mid))
 
-    figure = "figures/C10-resnet8.png"
-    (suite.report_dir / "figures").mkdir(parents=True, exist_ok=True)
-    plot(rows, suite.report_dir / figure,
+    figure = plot(rows, suite.report_dir,
          f"C10: sharpness on the unit sphere at the end of training ({s.steps} steps)")
 
     if not rejected:

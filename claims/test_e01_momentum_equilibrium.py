@@ -35,7 +35,7 @@ import pytest  # noqa: E402
 
 from harness import runs, stats, theory  # noqa: E402
 from harness.config import torch_weight_decay  # noqa: E402
-from harness.report import Verdict, fmt  # noqa: E402
+from harness.report import Verdict, fmt, save_figure  # noqa: E402
 from harness.train import ALL_3X3, TrainConfig  # noqa: E402
 
 pytestmark = pytest.mark.e01
@@ -136,11 +136,9 @@ def figure(rows, suite):
            title="momentum: the equilibrium angle shrinks by √(1+μ)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = suite.report_dir / "figures" / "E1-resnet8.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    figure_path = save_figure(fig, suite.report_dir, "E1-resnet8.png")
     plt.close(fig)
-    return f"figures/{out.name}"
+    return figure_path
 
 
 def test_momentum_sgd_equilibrium_angle_is_sqrt_of_2_eta_wd_over_1_plus_mu(

@@ -41,7 +41,7 @@ from torch.nn import functional as F  # noqa: E402
 from harness import stats, theory  # noqa: E402
 from harness.data import DeviceData  # noqa: E402
 from harness.invariance import scale_invariant_names  # noqa: E402
-from harness.report import Verdict, fmt  # noqa: E402
+from harness.report import Verdict, fmt, save_figure  # noqa: E402
 from harness.train import TrainConfig, batch_stream, build_model  # noqa: E402
 from harness.zoo import MODELS  # noqa: E402
 
@@ -219,11 +219,9 @@ def figure(rows, kind, suite):
            title=f"{kind.upper()}: measured vs rotational-equilibrium angle")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = suite.report_dir / "figures" / f"E2-{kind}-{MODEL}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    figure_path = save_figure(fig, suite.report_dir, f"E2-{kind}-{MODEL}.png")
     plt.close(fig)
-    return f"figures/{out.name}"
+    return figure_path
 
 
 def verdict(kind, configs, suite, images, record_verdict, optimizer_text):

@@ -16,11 +16,6 @@ def torch_weight_decay(lam: float) -> float:
     return 2.0 * lam
 
 
-def loss_lambda(weight_decay: float) -> float:
-    """Inverse of :func:`torch_weight_decay`: λ of the loss term for a PyTorch ``weight_decay``."""
-    return weight_decay / 2.0
-
-
 @dataclass(frozen=True)
 class Budget:
     """How much compute a run of the suite may spend. Hyperparameters are the theory's (λ, not wd)."""

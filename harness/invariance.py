@@ -105,13 +105,18 @@ def _move_to_generic_point(model: nn.Module, seed: int) -> None:
         param.add_(0.2 * rms * torch.randn(param.shape, generator=gen, dtype=param.dtype))
 
 
+def _probe_setup(model: nn.Module, input_shape: tuple[int, ...], batch: int, seed: int):
+    """(float64 ε≈0 twin of ``model`` moved to a generic point, a (batch, *input_shape) input)."""
+    twin = float64_exact(model)
+    _move_to_generic_point(twin, seed)
+    return twin, probe_input(input_shape, batch, seed)
+
+
 @torch.no_grad()
 def scale_invariance_map(model: nn.Module, input_shape: tuple[int, ...], *, batch: int = 8,
                          seed: int = 0) -> list[TensorReport]:
     """One :class:`TensorReport` per parameter tensor of ``model`` (the model itself is untouched)."""
-    twin = float64_exact(model)
-    _move_to_generic_point(twin, seed)
-    x = probe_input(input_shape, batch, seed)
+    twin, x = _probe_setup(model, input_shape, batch, seed)
     store, handles = _record_io(twin)
     try:
         base_out = twin(x)
@@ -157,10 +162,8 @@ def joint_invariant_groups(model: nn.Module, input_shape: tuple[int, ...], *, ba
     """
     if reports is None:
         reports = scale_invariance_map(model, input_shape, batch=batch, seed=seed)
-    norms = {r.normalization.split(" (")[0] for r in reports if r.invariant and r.normalization}
-    twin = float64_exact(model)
-    _move_to_generic_point(twin, seed)
-    x = probe_input(input_shape, batch, seed)
+    norms = _absorbing_norms(reports)
+    twin, x = _probe_setup(model, input_shape, batch, seed)
     store, handles = _record_io(twin)
     try:
         base_out = twin(x)
@@ -207,11 +210,15 @@ def scale_invariant_names(model: nn.Module, input_shape: tuple[int, ...], **kw) 
     return [r.name for r in scale_invariance_map(model, input_shape, **kw) if r.invariant]
 
 
+def _absorbing_norms(reports: list[TensorReport]) -> set[str]:
+    """Module names of the normalizations that absorb some invariant tensor's scale."""
+    return {r.normalization.split(" (")[0] for r in reports if r.invariant and r.normalization}
+
+
 def without_normalization(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
     """The negative control for any model: a deep copy (same weights) in which every normalization
     that absorbs some tensor's scale (found by probing) is replaced by the identity."""
-    norms = {r.normalization.split(" (")[0] for r in scale_invariance_map(model, input_shape)
-             if r.invariant and r.normalization}
+    norms = _absorbing_norms(scale_invariance_map(model, input_shape))
     twin = copy.deepcopy(model)
     for name in sorted(norms, key=len, reverse=True):
         parent_name, _, child = name.rpartition(".")

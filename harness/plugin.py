@@ -38,7 +38,6 @@ import os
 import platform
 import re
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -488,9 +487,3 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     f"{', '.join(MODELS)}", pytrace=False)
     metafunc.parametrize("model_spec", [MODELS[n] for n in names], ids=names)
 
-
-def timed(fn, *args, **kw):
-    """(result, seconds) of one call; for notes in a verdict."""
-    t0 = time.perf_counter()
-    out = fn(*args, **kw)
-    return out, time.perf_counter() - t0
