@@ -4,7 +4,7 @@ Article (section "Original rationale of weight decay"): minimizing L(w) + λ‖w
 constraint on ‖w‖, with w = 0 as λ → ∞; for convex Lipschitz losses it makes learning agnostic-PAC
 with a sample size independent of the number of parameters.
 
-Expected (sympy, harness.theory.c00_classical_rationale): ‖w*(λ)‖ ≤ √(L(0)/λ), non-increasing in
+Expected (sympy, wd_claims.theory.c00_classical_rationale): ‖w*(λ)‖ ≤ √(L(0)/λ), non-increasing in
 λ and → 0; for a convex ρ-Lipschitz loss, E[held-out − train loss] ≤ 2ρ²/(λm) (Shalev-Shwartz &
 Ben-David, Cor. 13.6), whatever the number of parameters. Logistic loss with ‖x‖ ≤ ℓ: ρ = ℓ,
 L(0) = log 2, so the bounds are √(log 2/λ) and 2ℓ²/(λm).
@@ -29,9 +29,9 @@ import pytest
 from scipy.optimize import minimize
 from sklearn.datasets import load_breast_cancer
 
-from harness import theory
-from harness.report import Verdict, fmt, save_figure
-from harness.stats import bootstrap_mean_ci
+from wd_claims import theory
+from wd_claims.report import Verdict, fmt, save_figure
+from wd_claims.stats import bootstrap_mean_ci
 
 pytestmark = pytest.mark.c00
 

@@ -20,16 +20,16 @@ import numpy as np
 import pytest
 import torch
 
-from harness import theory
-from harness.invariance import (
+from wd_claims import theory
+from wd_claims.invariance import (
     FLOAT64_RTOL,
     control_model,
     float64_exact,
     joint_invariant_groups,
     scale_invariance_map,
 )
-from harness.probes import rescale_deviations
-from harness.report import Verdict, fmt
+from wd_claims.probes import rescale_deviations
+from wd_claims.report import Verdict, fmt
 
 pytestmark = pytest.mark.c01
 

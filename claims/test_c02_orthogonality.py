@@ -17,12 +17,12 @@ criterion must reject every one of them.
 import pytest
 import torch
 
-from harness import theory
-from harness.config import torch_weight_decay
-from harness.invariance import FLOAT64_RTOL, control_model, float64_exact
-from harness.probes import grad_weight_cosines, gradients
-from harness.report import Verdict, fmt
-from harness.zoo import require_scale_invariant
+from wd_claims import theory
+from wd_claims.config import torch_weight_decay
+from wd_claims.invariance import FLOAT64_RTOL, control_model, float64_exact
+from wd_claims.probes import grad_weight_cosines, gradients
+from wd_claims.report import Verdict, fmt
+from wd_claims.zoo import require_scale_invariant
 
 pytestmark = pytest.mark.c02
 

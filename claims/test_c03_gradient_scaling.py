@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness import theory
-from harness.invariance import FLOAT64_RTOL, control_model, float64_exact
-from harness.probes import gradients_under_rescaling, loglog_slope
-from harness.report import Verdict, fmt, save_figure
-from harness.zoo import require_scale_invariant
+from wd_claims import theory
+from wd_claims.invariance import FLOAT64_RTOL, control_model, float64_exact
+from wd_claims.probes import gradients_under_rescaling, loglog_slope
+from wd_claims.report import Verdict, fmt, save_figure
+from wd_claims.zoo import require_scale_invariant
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402

@@ -3,12 +3,12 @@
 Article (section "Weight decay + scale invariance"): "SGD without weight decay … w_t would 'spiral
 out' to ‖w_t‖ → ∞, causing gradients to vanish: ‖∇L(w_t|B_t)‖ ∝ 1/‖w_t‖ → 0".
 
-Expected (sympy, ``harness.theory.c04_spiral_out``): ‖w − ηg‖² = ‖w‖² − 2η⟨g, w⟩ + η²‖g‖², so with
+Expected (sympy, ``wd_claims.theory.c04_spiral_out``): ‖w − ηg‖² = ‖w‖² − 2η⟨g, w⟩ + η²‖g‖², so with
 C2's ⟨g, w⟩ = 0 each plain-SGD step adds exactly η²‖g_t‖² (Pythagoras): the norm never decreases.
 With ‖g‖ = G/‖w‖ (C3), dx/dt = η²G²/x for x = ‖w‖²: x(t) = √(x₀² + 2η²G²t), ‖w‖ ∝ t^¼ at
 stationary G; ‖g‖ = G/‖w‖ falls.
 
-Measurement: ResNet-8 at λ = 0 (``harness.runs.starts_config``: the grid's middle η, started at
+Measurement: ResNet-8 at λ = 0 (``wd_claims.runs.starts_config``: the grid's middle η, started at
 ‖w₀‖ × ¼, 1, 4), every step, for the concatenation of all 3x3 kernels and for each scale-invariant
 tensor: the residual Δx_t − η²‖g_t‖² against a per-step tolerance (float rounding of the update plus
 the measured BN-ε cross term 2η|⟨g, w⟩|, see :func:`identity_tolerance`); monotone norm; ‖g‖ and
@@ -29,8 +29,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from harness import runs, stats, theory  # noqa: E402
-from harness.report import Verdict, fmt, save_figure  # noqa: E402
+from wd_claims import runs, stats, theory  # noqa: E402
+from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
 
 pytestmark = pytest.mark.c04
 
@@ -70,7 +70,7 @@ def identity_check(result, p, n_elements):
 
 def tensor_sizes(result) -> list[int]:
     """Number of entries of each tracked tensor (from the shapes in the final checkpoint)."""
-    from harness.train import ALL_3X3
+    from wd_claims.train import ALL_3X3
 
     state = result.checkpoints[max(result.checkpoints)][0]
     sizes = []

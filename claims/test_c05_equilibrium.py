@@ -4,15 +4,15 @@ Article (section "Weight decay + scale invariance"): "an equilibrium with approx
 ‖w_t‖ can be reached. This equilibrium is stable due to the opposite dependence on ‖w_t‖ of the
 weight decay and gradient forces."
 
-Expected (sympy, ``harness.theory.c05_equilibrium``): x = ‖w‖² obeys x ← (1−2ηλ)²x + η²G_t²/x
+Expected (sympy, ``wd_claims.theory.c05_equilibrium``): x = ‖w‖² obeys x ← (1−2ηλ)²x + η²G_t²/x
 (given C2, C3), with the fixed point x* = (G/2)·√(η/(λ(1−ηλ))), G the RMS of the mini-batch G_t
 (the map involves G²), F′(x*) = 2(1−2ηλ)² − 1 (stable for ηλ ∈ (0,½) ∪ (½,1)) and relaxation
 8ηλ(1−ηλ) per step. In the stochastic steady state the mean sits above x* by the Jensen term
 √(1+v) − 1, v = c²ηλ(1−ηλ)/(1−2ηλ)², c² = Var(G_t²)/G⁴ (derived there too).
 
-Measurement: every (η, λ) of the Fig. 2 grid (``harness.runs.grid_config``), all 3x3 kernels: mean
+Measurement: every (η, λ) of the Fig. 2 grid (``wd_claims.runs.grid_config``), all 3x3 kernels: mean
 ‖w‖² over the last quarter of the run vs x* from the G_t measured there; and the grid's middle
-(η, λ) started at ‖w₀‖ × ¼, 1, 4 (``harness.runs.starts_config``): the three must end at the same
+(η, λ) started at ‖w₀‖ × ¼, 1, 4 (``wd_claims.runs.starts_config``): the three must end at the same
 x*, and their settling times are set against 1/(8ηλ).
 
 Control: the same starts at λ = 0 (no fixed point; x* = ∞): the same end-point criterion must reject
@@ -29,8 +29,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from harness import runs, stats, theory  # noqa: E402
-from harness.report import Verdict, fmt, save_figure  # noqa: E402
+from wd_claims import runs, stats, theory  # noqa: E402
+from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
 
 pytestmark = pytest.mark.c05
 
@@ -113,7 +113,7 @@ def figure(starts, x_star_fn, suite):
 
 
 def end_point_gap(starts, a, b):
-    """(mean, low, high) over the window's blocks of log(x_a/x_b): t-interval (harness.stats)."""
+    """(mean, low, high) over the window's blocks of log(x_a/x_b): t-interval (wd_claims.stats)."""
     x = runs.series(starts, "sqnorm")
     window = stats.late_window(x.shape[1], runs.LATE)
     blocks = np.log(stats.block_means(x[:, window], N_BLOCKS))

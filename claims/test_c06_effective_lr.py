@@ -4,7 +4,7 @@ Article (section "Weight decay + scale invariance"): "the update during iteratio
 projection w_t/∥w_t∥ on the unit sphere is approximately equal to −η_e∇L(w_t/∥w_t∥|B_t), with the
 'effective learning rate' η_e equal to η/∥w_t∥²".
 
-Expected (sympy, ``harness.theory.c06_direction_update``): with w' = (1−2ηλ)w − ηg and C2's
+Expected (sympy, ``wd_claims.theory.c06_direction_update``): with w' = (1−2ηλ)w − ηg and C2's
 ⟨g, w⟩ = 0, the exact first-order factor is η_e = η/((1−2ηλ)‖w‖²) and, with p = η_e·G,
 ‖u' − u + η_e∇L(u|B)‖ = √(1+p²) − 1 = p²/2 + O(p⁴): second order, log-log slope 2 − p²/2 + O(p⁴).
 The article's η/‖w‖² leaves ‖(s−1)u + (a−s)p·e‖ (a = 1−2ηλ, s = 1/√(1+p²)), first order in p at
@@ -13,7 +13,7 @@ fixed ηλ; at the equilibrium p² ≈ 4ηλ and its error is again second order
 Measurement: the engine's per-step du_pred = p_t, du_resid and du_resid_article for all 3x3
 kernels, every configuration of the Fig. 2 grid. Each run is cut into blocks; per block the
 geometric means of p and of the residual are one point; the order is the OLS slope of log residual
-on log p (t-interval, ``harness.stats.ols``) over all points — step sizes across (η, λ) and along
+on log p (t-interval, ``wd_claims.stats.ols``) over all points — step sizes across (η, λ) and along
 training.
 
 Control: the zeroth-order prediction u' − u ≈ 0 (residual ‖u' − u‖ = √(2 − 2cos θ_t), from the
@@ -29,8 +29,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from harness import runs, stats, theory  # noqa: E402
-from harness.report import Verdict, fmt, save_figure  # noqa: E402
+from wd_claims import runs, stats, theory  # noqa: E402
+from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
 
 pytestmark = pytest.mark.c06
 
@@ -121,7 +121,7 @@ def test_direction_update_error_is_second_order_in_the_effective_learning_rate(
                   "median article/exact residual": float(np.nanmedian(article_vs_exact)),
                   "p range": [float(points["p"].min()), float(points["p"].max())]},
         tolerance={"t-interval": slopes["exact"][1:], "fourth-order bend": bend},
-        tolerance_reason="95% t-interval of the OLS slope (harness.stats.ols) over "
+        tolerance_reason="95% t-interval of the OLS slope (wd_claims.stats.ols) over "
                          f"{points['p'].size} (configuration, block) points, widened by the "
                          "exact curve's own bend p²/2 at the largest p (sympy series)",
         status="pass" if passed and rejected else "fail",

@@ -3,13 +3,13 @@
 Article (section "Weight decay + scale invariance", Fig. 2: ResNet-8 on CIFAR-10, w_t = all 3x3
 conv kernels, 100 epochs): "∥w_t∥² at equilibrium scales as the square root of η/λ".
 
-Expected (sympy, ``harness.theory.c07_norm_scaling``, from C5): in the coordinates q = η/λ and
+Expected (sympy, ``wd_claims.theory.c07_norm_scaling``, from C5): in the coordinates q = η/λ and
 s = ηλ, x* = (G/2)√(q/(1−s)), so d log x*/d log q = ½ at fixed s and G, and the ratio
 x*/√(η/λ) = G/(2√(1−ηλ)) depends on (η, λ) only through ηλ (and G, which moves with ηλ).
 
-Measurement: the Fig. 2 grid (``harness.runs.grid_config``: η and λ each over 10×, the same ratio
+Measurement: the Fig. 2 grid (``wd_claims.runs.grid_config``: η and λ each over 10×, the same ratio
 √10, so the anti-diagonals share ηλ), every seed of the budget; x̄ = mean ‖w‖² over the last quarter.
-Fit log x̄ = a + b·log(η/λ) + c·log(ηλ) (``harness.stats.ols``, t-interval); pass when ½ is in b's
+Fit log x̄ = a + b·log(η/λ) + c·log(ηλ) (``wd_claims.stats.ols``, t-interval); pass when ½ is in b's
 interval. The article's "ratio x̄/√(η/λ) far less spread than x̄" (here: at most half the std of the
 logs) is checked too; where it fails it is a documented expected failure, since the ratio is
 G/(2√(1−ηλ)) and G drifts with ηλ. Equal-ηλ configurations: the deviation of their ratios is
@@ -29,8 +29,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from harness import runs, stats, theory  # noqa: E402
-from harness.report import Verdict, fmt, save_figure  # noqa: E402
+from wd_claims import runs, stats, theory  # noqa: E402
+from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
 
 pytestmark = pytest.mark.c07
 

@@ -3,15 +3,15 @@
 Article (section "Weight decay + scale invariance"): "the effective learning rate η_e can be shown
 to scale as the square root of ηλ".
 
-Expected (sympy, ``harness.theory.c08_effective_lr``, from C5): η_e* = η/x* = 2√(ηλ(1−ηλ))/G, so
+Expected (sympy, ``wd_claims.theory.c08_effective_lr``, from C5): η_e* = η/x* = 2√(ηλ(1−ηλ))/G, so
 η_e ∝ √(ηλ) only where G is fixed; G itself moves with the noise level ηλ. What scales as √(ηλ)
 regardless of G is the per-step angle: cos θ_t = (1−2ηλ)‖w_t‖/‖w_{t+1}‖ exactly (given C2), so the
 geometric mean of cos θ_t over a window is (1−2ηλ)·(‖w_start‖/‖w_end‖)^{1/n}, and
 θ* = arccos(1−2ηλ) ≈ 2√(ηλ).
 
-Measurement: the Fig. 2 grid (``harness.runs.grid_config``), last quarter of each run, all 3x3
+Measurement: the Fig. 2 grid (``wd_claims.runs.grid_config``), last quarter of each run, all 3x3
 kernels: η_e = η/x̄, G = RMS of G_t, the geometric mean of the measured cos θ_t. Three OLS fits on
-log ηλ (with log(η/λ) as second regressor, ``harness.stats.ols``): raw log η_e, log G, and
+log ηλ (with log(η/λ) as second regressor, ``wd_claims.stats.ols``): raw log η_e, log G, and
 log(η_e·G/√(1−ηλ)) (G divided out; sympy: = log 2 + ½ log ηλ). The angle: measured geometric-mean
 cosine vs (1−2ηλ) × the window's boundary term; the slope of log θ* on log ηλ vs the slope of
 sympy's arccos(1−2ηλ) on the same design.
@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import sympy as sp  # noqa: E402
 
-from harness import runs, stats, theory  # noqa: E402
-from harness.report import Verdict, fmt, save_figure  # noqa: E402
+from wd_claims import runs, stats, theory  # noqa: E402
+from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
 
 pytestmark = pytest.mark.c08
 
@@ -161,7 +161,7 @@ def test_effective_lr_times_G_and_the_step_angle_scale_as_sqrt_eta_lambda(
                   "raw η_e": _ci(raw), "G": _ci(g_fit), "angle": _ci(angle_fit),
                   "max |log cos_gm/cos_pred|": float(cos_err.max())},
         tolerance={"slopes": "95% t-intervals", "cosine": float(cos_tol.max())},
-        tolerance_reason="slopes: 95% t-intervals of OLS over the grid (harness.stats.ols); "
+        tolerance_reason="slopes: 95% t-intervals of OLS over the grid (wd_claims.stats.ols); "
                          "geometric-mean cosine: C2's ε term p·|cos(g, w)|/(1−2ηλ) (measured) "
                          "+ 4u float32 rounding of the cosine",
         status=status, reason=reason,

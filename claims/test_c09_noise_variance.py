@@ -4,18 +4,18 @@ Article (section "Increased effective learning rate → regularization"): the no
 variance scales as 4η² for one iteration with 2η and as 2η² for two iterations with η, "by
 independence of each iteration"; so a larger (effective) learning rate means more noise.
 
-Expected (sympy, harness.theory.c09_noise_variance): Var(2ηξ)/Var(ηξ₁ + ηξ₂) = 4η²σ²/2η²σ² = 2 for
+Expected (sympy, wd_claims.theory.c09_noise_variance): Var(2ηξ)/Var(ηξ₁ + ηξ₂) = 4η²σ²/2η²σ² = 2 for
 independent noise; 2(N − b)/(N − 2b) for two disjoint batches of one epoch (N examples, batch b);
 two *consecutive* steps on curvature h give 4/(1 + (1 − ηh)²) ≈ 2 + 2ηh, below 2 for ηh > 2 (the
 argument's first-order idealization omits this); the same batch twice (perfectly correlated noise)
 gives 4/(2 − ηh)² ≈ 1.
 
 Measurement: a real ResNet-8 run of the budget's width (the budget grid's middle (η, λ), plain SGD,
-PyTorch weight_decay = 2λ, batch and augmentation of the budget) trained by harness.train for one
+PyTorch weight_decay = 2λ, batch and augmentation of the budget) trained by wd_claims.train for one
 epoch; at 3 checkpoints (start, a quarter, the end) many draws of two disjoint random mini-batches
 of the probe size (BN in training mode, no augmentation, no weight decay in the probed steps,
 η = the run's η); the noise is the displacement of *all* trainable parameters minus its mean over
-draws, its total variance the trace of the covariance (harness.noise). Ratio of total variances,
+draws, its total variance the trace of the covariance (wd_claims.noise). Ratio of total variances,
 95 % BCa interval over draws (scipy.stats.bootstrap), Bonferroni-corrected over the checkpoints.
 Budget: draws smoke 16, quick 64, full 256; about a minute at quick on a CPU.
 
@@ -35,13 +35,13 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from harness import theory
-from harness.cache import Cache
-from harness.config import torch_weight_decay
-from harness.data import DeviceData
-from harness.noise import bootstrap_interval, draw_displacements, variance_ratio
-from harness.report import Verdict, fmt, save_figure
-from harness.train import TrainConfig, train
+from wd_claims import theory
+from wd_claims.cache import Cache
+from wd_claims.config import torch_weight_decay
+from wd_claims.data import DeviceData
+from wd_claims.noise import bootstrap_interval, draw_displacements, variance_ratio
+from wd_claims.report import Verdict, fmt, save_figure
+from wd_claims.train import TrainConfig, train
 
 pytestmark = pytest.mark.c09
 
@@ -74,7 +74,7 @@ def measure(model, data: DeviceData, eta: float, batch: int, draws: int, seed: i
                                seed=seed, small_eta=SMALL_STEP * eta)
     out = {kind: bootstrap_interval(lambda g, k=kind: variance_ratio(g, "one_step_2eta", k),
                                     noise.grams, level=level, seed=seed) for kind in KINDS}
-    # Real / curvature-free two-step variance: 1 − 2ηh-like (harness.theory ratio_sequential).
+    # Real / curvature-free two-step variance: 1 − 2ηh-like (wd_claims.theory ratio_sequential).
     out["curvature"] = bootstrap_interval(
         lambda g: variance_ratio(g, "two_steps", "two_steps_frozen"), noise.grams, level=level,
         seed=seed)

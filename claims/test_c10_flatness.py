@@ -4,7 +4,7 @@ Article (section "Weight decay + scale invariance", closing argument): "increase
 favors the convergence to 'flat' regions … An increase of the weight decay strength λ is therefore
 still a form of regularization".
 
-Expected (sympy, ``harness.theory.c10_flatness``): gradient descent on ½hz² multiplies z by
+Expected (sympy, ``wd_claims.theory.c10_flatness``): gradient descent on ½hz² multiplies z by
 1 − ηh, stable iff 0 < ηh < 2. On the sphere the direction moves with η_e = η/((1 − 2ηλ)‖w‖²)
 (C6), so a region is linearly stable only if sharpness·η_e < 2, the sharpness h measured at
 ‖w‖ = 1. At the equilibrium (C5, C8) 2/η_e* = G(1 − 2ηλ)/√(ηλ(1 − ηλ)): it falls as λ grows at
@@ -17,7 +17,7 @@ alone — with everything trained, a large λ shrinks the classifier and BN γ t
 L2 effect, not the article's mechanism) and the quick budget's λ kill the network. At the end of
 training: the sharpness = top eigenvalue of the Hessian of the loss with respect to every
 scale-invariant tensor, projected on the tangent space of each tensor's unit sphere, each tensor
-rescaled to unit norm (``harness.probes.sharpness_on_sphere``), by Hessian-vector products and
+rescaled to unit norm (``wd_claims.probes.sharpness_on_sphere``), by Hessian-vector products and
 Lanczos (ARPACK), on a fixed batch of the first training images, un-augmented, BN in training mode
 (batch statistics), float32 products. Criterion: Spearman's ρ between λ and the sharpness over
 (λ, seed), with its one-sided permutation p-value (scipy.stats.permutation_test); the sharpness
@@ -52,11 +52,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness import stats, theory
-from harness.data import DeviceData
-from harness.probes import sharpness_on_sphere
-from harness.report import Verdict, fmt, save_figure
-from harness.train import ALL_3X3, TrainConfig, train
+from wd_claims import stats, theory
+from wd_claims.data import DeviceData
+from wd_claims.probes import sharpness_on_sphere
+from wd_claims.report import Verdict, fmt, save_figure
+from wd_claims.train import ALL_3X3, TrainConfig, train
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
@@ -189,7 +189,7 @@ def test_sharpness_falls_as_weight_decay_raises_the_effective_learning_rate(suit
     train_data = DeviceData.from_images(train_images, suite.device)
     test_data = DeviceData.from_images(test_images, suite.device)
     x, y = train_data.x[: s.eval_batch].cpu(), train_data.y[: s.eval_batch].cpu()
-    from harness.cache import Cache
+    from wd_claims.cache import Cache
 
     cache = Cache(suite.cache_dir, fresh=suite.fresh)
     _, _, roles = grid(suite.budget)

@@ -4,13 +4,13 @@ Outside the article (it treats plain SGD; CLAIMS.md, "Momentum is outside the ar
 2021, "Spherical Motion Dynamics", for ``torch.optim.SGD(momentum=μ, weight_decay=wd)``, i.e.
 buf ← μ·buf + g + wd·w, w ← w − η·buf, with wd = 2λ in the article's convention (λ‖w‖²).
 
-Expected (sympy, ``harness.theory.e01_momentum_equilibrium``): given only ⟨g_t, w_t⟩ = 0 (C2), the
+Expected (sympy, ``wd_claims.theory.e01_momentum_equilibrium``): given only ⟨g_t, w_t⟩ = 0 (C2), the
 inner products P_t = ⟨w_t, w_{t+1}⟩ obey P_t + μP_{t−1} = (1 + μ − η·wd)‖w_t‖² exactly, so at a
 steady state (equal norms and angles from step to step) cos θ* = 1 − η·wd/(1+μ) and
 θ* ≈ √(2η·wd/(1+μ)) (small angles). Where ‖w‖² still drifts by e^δ per step the same identity gives
 cos θ = (1+μ−η·wd)/(e^{δ/2} + μe^{−δ/2}) — C8's boundary term generalised; δ is measured.
 
-Measurement: the engine (``harness.train``, PyTorch's SGD with momentum) on ResNet-8 at width 8
+Measurement: the engine (``wd_claims.train``, PyTorch's SGD with momentum) on ResNet-8 at width 8
 (CPU budgets) or the budget's width (full), μ ∈ {0.5, 0.9} × two (η, λ) of the budget's grid
 (ηλ = 0.003, 0.01); the per-step cos θ_t of every scale-invariant tensor and of all 3x3 kernels
 together (``cos_step``), its geometric mean over blocks of the last half of the run.
@@ -33,10 +33,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from harness import runs, stats, theory  # noqa: E402
-from harness.config import torch_weight_decay  # noqa: E402
-from harness.report import Verdict, fmt, save_figure  # noqa: E402
-from harness.train import ALL_3X3, TrainConfig  # noqa: E402
+from wd_claims import runs, stats, theory  # noqa: E402
+from wd_claims.config import torch_weight_decay  # noqa: E402
+from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
+from wd_claims.train import ALL_3X3, TrainConfig  # noqa: E402
 
 pytestmark = pytest.mark.e01
 
@@ -96,7 +96,7 @@ def block_residuals(cos, x, cos_pred):
 
 
 def interval(residuals, level):
-    """(mean, low, high): t-interval of the mean block residual (harness.stats.ols)."""
+    """(mean, low, high): t-interval of the mean block residual (wd_claims.stats.ols)."""
     return stats.ols(residuals, {}, intercept=True, level=level)["intercept"]
 
 
@@ -237,7 +237,7 @@ def test_momentum_sgd_equilibrium_angle_is_sqrt_of_2_eta_wd_over_1_plus_mu(
                  "status": "rejected" if rejected else "NOT rejected"},
         figures=[figure(rows, suite)], tables=["\n".join(table)],
         notes=["PyTorch's SGD: buf ← μ·buf + g + wd·w, w ← w − η·buf, wd = 2λ "
-               "(harness.config.torch_weight_decay)",
+               "(wd_claims.config.torch_weight_decay)",
                "sympy: ignoring momentum over-predicts the angle by √(1+μ) as ηλ → 0 "
                f"({', '.join(f'{np.sqrt(1 + mu):.3f} at μ = {mu}' for mu in MOMENTA)})",
                "per tensor: 'tensors inside' counts the scale-invariant tensors whose own "

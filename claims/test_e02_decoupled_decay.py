@@ -4,7 +4,7 @@ Outside the article (it treats the coupled loss term λ‖w‖²). Convention: d
 the weights directly, w_{t+1} = (1 − ηλ_w)w_t − η·v_{t+1}, as PyTorch's ``AdamW(weight_decay=λ_w)``
 does; λ_w is NOT the article's λ (plain SGD without momentum: λ_w = 2λ).
 
-Expected (sympy, ``harness.theory.e02_decoupled_decay``): with momentum μ (SGDW's μ; Adam's β₁) and
+Expected (sympy, ``wd_claims.theory.e02_decoupled_decay``): with momentum μ (SGDW's μ; Adam's β₁) and
 a = 1 − ηλ_w, given only that the new (preconditioned) gradient h_t is orthogonal to w_t,
 P_t + μa·P_{t−1} = (a + μ)‖w_t‖² exactly, so at a steady state cos θ* = (a + μ)/(1 + μa) and
 θ* ≈ √(2ηλ_w(1−μ)/(1+μ)) (μ = 0: √(2ηλ_w)); drifting by e^δ per step,
@@ -38,12 +38,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from harness import stats, theory  # noqa: E402
-from harness.data import DeviceData  # noqa: E402
-from harness.invariance import scale_invariant_names  # noqa: E402
-from harness.report import Verdict, fmt, save_figure  # noqa: E402
-from harness.train import TrainConfig, batch_stream, build_model  # noqa: E402
-from harness.zoo import MODELS  # noqa: E402
+from wd_claims import stats, theory  # noqa: E402
+from wd_claims.data import DeviceData  # noqa: E402
+from wd_claims.invariance import scale_invariant_names  # noqa: E402
+from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
+from wd_claims.train import TrainConfig, batch_stream, build_model  # noqa: E402
+from wd_claims.zoo import MODELS  # noqa: E402
 
 pytestmark = pytest.mark.e02
 

@@ -4,10 +4,10 @@ Every factory takes keyword arguments only and returns a fresh, randomly initial
 claim can be parametrized over factories (``FACTORIES``) exactly like scikit-learn's estimator checks.
 """
 
-from models.resnet import ResNet8, resnet8, resnet8_without_norm
-from models.toys import (
-    ConvNet,
+from wd_claims.models.resnet import ResNet8, resnet8, resnet8_without_norm
+from wd_claims.models.toys import (
     MLP,
+    ConvNet,
     conv_groupnorm,
     conv_without_norm,
     mlp_batchnorm,

@@ -1,4 +1,4 @@
-"""The disk cache (harness.cache) and the engine's use of it: round trip, atomic commit, corrupt
+"""The disk cache (wd_claims.cache) and the engine's use of it: round trip, atomic commit, corrupt
 or uncommitted entries never trusted (warned about, deleted, recomputed), no pickle, ``fresh``."""
 
 import hashlib
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness import cache as cache_module
-from harness.cache import Cache, CorruptCacheWarning
-from harness.data import DeviceData, standin_cifar
-from harness.train import METRICS_KT, METRICS_KTP, TrainConfig, train
+from wd_claims import cache as cache_module
+from wd_claims.cache import Cache, CorruptCacheWarning
+from wd_claims.data import DeviceData, standin_cifar
+from wd_claims.train import METRICS_KT, METRICS_KTP, TrainConfig, train
 
 FIELDS = {"config": {"etas": [0.1, 0.3], "steps": 5}, "device": "cpu", "code": "abc"}
 ARRAYS = {"metrics/sqnorm": np.arange(12.0).reshape(2, 3, 2), "test/loss": np.array([1.5, 2.0]),
@@ -93,7 +93,7 @@ def _child(tmp_path, body: str) -> subprocess.CompletedProcess:
     """Run ``body`` in a new Python process (another process, as far as ``fresh`` goes)."""
     code = textwrap.dedent(f"""
         import numpy as np
-        from harness import cache as c
+        from wd_claims import cache as c
         FIELDS = {FIELDS!r}
         ARRAYS = {{"metrics/sqnorm": np.arange(12.0).reshape(2, 3, 2)}}
         cache = c.Cache({str(tmp_path)!r})

@@ -1,4 +1,4 @@
-"""Data: missing, empty or corrupt CIFAR-10 folders; the stand-in; batching (harness/data.py).
+"""Data: missing, empty or corrupt CIFAR-10 folders; the stand-in; batching (wd_claims/data.py).
 
 Real CIFAR-10 is not needed: every folder here is built in a temporary directory, and torchvision's
 own md5 integrity check is what rejects the corrupt one.
@@ -7,8 +7,8 @@ own md5 integrity check is what rejects the corrupt one.
 import pytest
 import torch
 
-from harness import data
-from harness.data import DataUnavailable, diagnose_data_dir, load_cifar10, resolve
+from wd_claims import data
+from wd_claims.data import DataUnavailable, diagnose_data_dir, load_cifar10, resolve
 
 
 def corrupt_cifar(root):

@@ -5,15 +5,15 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from wd_claims.models import MLP, ConvNet, resnet8
 
-from harness.invariance import (
+from wd_claims.invariance import (
     FLOAT64_RTOL,
     float64_exact,
     scale_invariance_map,
     scale_invariant_names,
 )
-from harness.probes import rescale_deviations
-from models import MLP, ConvNet, resnet8
+from wd_claims.probes import rescale_deviations
 
 NORMS = ("batch", "layer", "group")
 
@@ -96,7 +96,7 @@ def test_batchnorm_in_eval_mode_is_not_scale_invariant(rho):
 def test_a_batchnorms_gamma_and_beta_are_invariant_only_jointly():
     # γ and β of the first norm feed ReLU → Linear → norm: scaling both is absorbed, either alone is
     # not (at a generic point).
-    from harness.invariance import joint_invariant_groups
+    from wd_claims.invariance import joint_invariant_groups
 
     torch.manual_seed(0)
     groups = joint_invariant_groups(MLP(in_features=12, hidden=(8, 8), norm="batch"), (12,))
@@ -105,7 +105,7 @@ def test_a_batchnorms_gamma_and_beta_are_invariant_only_jointly():
 
 
 def test_no_joint_group_is_reported_without_normalization():
-    from harness.invariance import joint_invariant_groups
+    from wd_claims.invariance import joint_invariant_groups
 
     torch.manual_seed(0)
     assert joint_invariant_groups(MLP(in_features=12, hidden=(8, 8), norm="none"), (12,)) == []

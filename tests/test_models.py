@@ -2,8 +2,7 @@
 
 import torch
 from torch import nn
-
-from models import CONTROLS, FACTORIES, resnet8, resnet8_without_norm
+from wd_claims.models import CONTROLS, FACTORIES, resnet8, resnet8_without_norm
 
 
 def multiply_accumulates(model: nn.Module, input_shape=(3, 32, 32)) -> int:

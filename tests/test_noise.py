@@ -1,7 +1,7 @@
-"""harness.noise: total variance from Gram matrices, the four displacements, the bootstrap interval.
+"""wd_claims.noise: total variance from Gram matrices, the four displacements, the bootstrap interval.
 
 A linear softmax model (no normalization) has a batch gradient that is exactly the mean of
-per-example gradients, so its noise obeys the finite-population algebra of harness.theory: with a
+per-example gradients, so its noise obeys the finite-population algebra of wd_claims.theory: with a
 pool of N = 4b examples the one-step/two-step ratio is 2(N − b)/(N − 2b) = 3, not 2.
 """
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness import theory
-from harness.noise import (
+from wd_claims import theory
+from wd_claims.noise import (
     KINDS,
     bootstrap_interval,
     draw_displacements,
@@ -134,7 +134,7 @@ def test_bn_mlp_frozen_ratio_contains_the_epoch_prediction(trained_bn_mlp):
 
 
 def test_bn_mlp_curvature_correction_shrinks_with_the_step(trained_bn_mlp):
-    # Sequential / frozen two-step variance: 1 − 2ηh-ish (harness.theory ratio_sequential), so
+    # Sequential / frozen two-step variance: 1 − 2ηh-ish (wd_claims.theory ratio_sequential), so
     # the correction shrinks roughly in proportion to η. Same draws (seed) for both η.
     model, x, y = trained_bn_mlp
     corrections = []

@@ -12,12 +12,12 @@ import pytest
 # torch's operator registry cannot be imported twice: what inner claims import is imported here.
 import torchvision.datasets  # noqa: F401
 
-from harness.data import CIFAR_FILES
-from harness.plugin import worker_gpu
+from wd_claims.data import CIFAR_FILES
+from wd_claims.plugin import worker_gpu
 
 TINY_CLAIMS = """
 import pytest
-from harness.report import Verdict
+from wd_claims.report import Verdict
 
 pytestmark = pytest.mark.c01
 
@@ -37,7 +37,7 @@ def run(pytester, pytestconfig):
     """``run(*args)`` → (result, report dir): an inner session with the plugin, at smoke budget."""
     # The entry point loads the plugin in inner sessions too; naming it again would register it
     # twice (pytest refuses), so -p is added only where entry points are not loaded.
-    plugin = [] if pytestconfig.pluginmanager.has_plugin("wd_claims") else ["-p", "harness.plugin"]
+    plugin = [] if pytestconfig.pluginmanager.has_plugin("wd_claims") else ["-p", "wd_claims.plugin"]
 
     def inner(*args, subprocess=False):
         report_dir = pytester.path / "reports"
@@ -132,7 +132,7 @@ def test_a_broken_data_folder_skips_the_claims_with_the_reason_in_the_report(pyt
 NO_INVARIANT_CLAIM = """
 import pytest
 from torch import nn
-from harness.zoo import ModelSpec, require_scale_invariant
+from wd_claims.zoo import ModelSpec, require_scale_invariant
 pytestmark = pytest.mark.c02
 
 PLAIN = ModelSpec("plain_mlp", lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, 3)),
@@ -159,7 +159,7 @@ def test_a_model_without_scale_invariant_tensors_is_skipped_with_the_reason(pyte
 def test_the_engine_refusing_a_model_without_invariant_tensors_skips_the_claim(pytester, run):
     pytester.makepyfile(test_engine_refuses="""
 import pytest
-from harness.invariance import NoScaleInvariantTensor
+from wd_claims.invariance import NoScaleInvariantTensor
 pytestmark = pytest.mark.c05
 
 def test_equilibrium():
@@ -174,7 +174,7 @@ def test_equilibrium():
 
 FACTORY_CLAIM = """
 import pytest
-from harness.zoo import ModelSpec
+from wd_claims.zoo import ModelSpec
 pytestmark = pytest.mark.c01
 
 def broken_factory():
@@ -233,7 +233,7 @@ def test_a_failed_claim_fails_its_test_and_the_report_is_still_written(pytester,
 def test_the_report_never_calls_a_failed_test_a_pass(pytester, run):
     pytester.makepyfile(test_liar="""
 import pytest
-from harness.report import Verdict
+from wd_claims.report import Verdict
 pytestmark = pytest.mark.c03
 
 def test_files_pass_then_fails(record_verdict):
@@ -258,7 +258,7 @@ def test_files_nothing_and_is_an_expected_failure():
 
 
 def test_a_claim_module_that_cannot_be_imported_is_a_failed_claim_in_the_report(pytester, run):
-    pytester.makepyfile(test_c07_broken="import pytest\nfrom harness.theory import no_such_thing\n")
+    pytester.makepyfile(test_c07_broken="import pytest\nfrom wd_claims.theory import no_such_thing\n")
     result, report_dir = run()
     assert result.ret == pytest.ExitCode.INTERRUPTED  # pytest stops on collection errors
     (v,) = json.loads((report_dir / "latest.json").read_text())
@@ -277,7 +277,7 @@ def test_files_a_dict(record_verdict):
 """)
     result, _ = run()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*TypeError: record_verdict takes a harness.report.Verdict, "
+    result.stdout.fnmatch_lines(["*TypeError: record_verdict takes a wd_claims.report.Verdict, "
                                  "got dict*"])
 
 
@@ -288,7 +288,7 @@ def test_xdist_workers_verdicts_end_up_in_one_report(pytester, run):
     pytester.makepyfile(test_tiny=TINY_CLAIMS, test_more="""
 import os
 import pytest
-from harness.report import Verdict
+from wd_claims.report import Verdict
 pytestmark = pytest.mark.c02
 
 @pytest.mark.parametrize("k", range(4))
@@ -313,7 +313,7 @@ def test_each_xdist_worker_gets_its_own_gpu(visible, worker, expected):
 
 
 def test_thread_count_honours_the_override_then_shares_cores_among_xdist_workers():
-    from harness.plugin import thread_count
+    from wd_claims.plugin import thread_count
 
     assert thread_count({}, cpu_count=8) is None
     assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "4"}, cpu_count=8) == 2

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from harness.probes import (
+from wd_claims.probes import (
     grad_weight_cosines,
     gradients_under_rescaling,
     loglog_slope,

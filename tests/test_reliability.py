@@ -17,13 +17,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # The plugin comes through its entry point unless autoloading is off; naming it twice is an error.
-PLUGIN = ["-p", "harness.plugin"] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else []
+PLUGIN = ["-p", "wd_claims.plugin"] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else []
 
 FINISHES_THEN_HANGS = """
 import time
 from pathlib import Path
 import pytest
-from harness.report import Verdict
+from wd_claims.report import Verdict
 
 pytestmark = pytest.mark.c01
 
@@ -80,7 +80,7 @@ def test_an_interrupted_run_still_reports_the_claims_that_finished(tmp_path):
 
 MANY_CLAIMS = """
 import pytest
-from harness.report import Verdict
+from wd_claims.report import Verdict
 
 pytestmark = pytest.mark.c02
 
@@ -135,7 +135,7 @@ def test_the_report_holds_no_environment_variable_and_no_home_path(pytester, mon
     pytester.makepyfile(test_private="""
 from pathlib import Path
 import pytest
-from harness.report import Verdict
+from wd_claims.report import Verdict
 
 pytestmark = pytest.mark.c01
 

@@ -1,4 +1,4 @@
-"""The report writer: rendering, JSON, atomic files, redaction (harness/report.py)."""
+"""The report writer: rendering, JSON, atomic files, redaction (wd_claims/report.py)."""
 
 import errno
 import json
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import report
-from harness.report import Verdict, fmt, render_markdown, write_report
+from wd_claims import report
+from wd_claims.report import Verdict, fmt, render_markdown, write_report
 
 SESSION = {"budget": "smoke", "device": "CPU (test)", "device_kind": "cpu",
            "started": "2020-01-01T00:00:00+00:00", "provenance": {"torch": "x"}}

@@ -26,9 +26,9 @@ import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from harness.data import DeviceData, standin_cifar
-from harness.invariance import EXACT_EPS
-from harness.train import METRICS_KT, TrainConfig, train
+from wd_claims.data import DeviceData, standin_cifar
+from wd_claims.invariance import EXACT_EPS
+from wd_claims.train import METRICS_KT, TrainConfig, train
 
 STEPS = 6
 # Each example trains for seconds: shrinking a failure (hundreds of examples) would take many

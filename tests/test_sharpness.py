@@ -1,4 +1,4 @@
-"""Sharpness on the unit sphere (harness.probes), on inputs whose answers are computable by hand.
+"""Sharpness on the unit sphere (wd_claims.probes), on inputs whose answers are computable by hand.
 
 The scale-invariant quadratic f(w) = uᵀAu, u = w/‖w‖, has ∇f(u) = 2(Au − (uᵀAu)u) and, on the
 sphere, the Hessian P(2A − 2(uᵀAu)I)P with P = I − uuᵀ. With A = diag(0, 10, 6, 5) and
@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from wd_claims.models import MLP
 
-from harness.probes import sharpness_on_sphere, sphere_hvp, tangent_projection, top_eigenvalue
-from models import MLP
+from wd_claims.probes import sharpness_on_sphere, sphere_hvp, tangent_projection, top_eigenvalue
 
 A_DIAG = (0.0, 10.0, 6.0, 5.0)
 SPHERE_TOP, EUCLID_TOP = 2.0, 10.0      # by hand, see the module docstring
@@ -151,7 +151,7 @@ def test_sharpness_of_a_batchnorm_mlp_matches_the_dense_projected_hessian():
 
 
 def test_c10_derivation_gives_the_stability_bound_two_and_its_lambda_slope():
-    from harness import theory
+    from wd_claims import theory
 
     d = theory.c10_flatness()
     assert all(d.proved.values()), d.text

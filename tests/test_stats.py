@@ -1,11 +1,11 @@
-"""harness.stats on inputs whose answers can be checked by hand."""
+"""wd_claims.stats on inputs whose answers can be checked by hand."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import stats
+from wd_claims import stats
 
 
 def test_ols_recovers_an_exact_line_with_a_zero_width_interval():

@@ -5,8 +5,8 @@ import json
 USER_TESTS = '''
 import torch
 from torch import nn
-from harness.suite import parametrize_with_claims
-from models import mlp_layernorm
+from wd_claims.suite import parametrize_with_claims
+from wd_claims.models import mlp_layernorm
 
 
 def no_norm_net():

@@ -1,4 +1,4 @@
-"""The C0 and C9 derivations of harness.theory: every fact proved, numbers checkable by hand."""
+"""The C0 and C9 derivations of wd_claims.theory: every fact proved, numbers checkable by hand."""
 
 import functools
 import math
@@ -9,7 +9,7 @@ import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import theory
+from wd_claims import theory
 
 
 @pytest.fixture(scope="module")

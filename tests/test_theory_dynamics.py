@@ -1,4 +1,4 @@
-"""The C4–C8 derivations of harness.theory, checked on numbers: random float64 vectors with
+"""The C4–C8 derivations of wd_claims.theory, checked on numbers: random float64 vectors with
 ⟨g, w⟩ = 0 (the only assumption of the algebra) and iterations of the scalar map."""
 
 from functools import cache
@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import theory
+from wd_claims import theory
 
 RTOL = 1e-9  # float64 arithmetic on O(1) numbers over a handful of operations
 

@@ -1,4 +1,4 @@
-"""The E1/E2 derivations of harness.theory checked on numbers: momentum iterations on random
+"""The E1/E2 derivations of wd_claims.theory checked on numbers: momentum iterations on random
 float64 vectors whose new gradient is made orthogonal to the current weights (the derivations'
 only assumption), and the closed forms against the two optimizers PyTorch actually ships."""
 
@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import theory
-from harness.config import torch_weight_decay
+from wd_claims import theory
+from wd_claims.config import torch_weight_decay
 
 RTOL = 1e-9  # float64 arithmetic on O(1) numbers over a handful of operations
 

@@ -4,7 +4,7 @@ import math
 
 import sympy as sp
 
-from harness import theory
+from wd_claims import theory
 
 
 def test_normalization_is_exactly_invariant_and_its_eps_term_is_first_order():

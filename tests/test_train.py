@@ -1,8 +1,8 @@
-"""The training engine (harness.train): exact SGD identities in float64, K at once equals K
+"""The training engine (wd_claims.train): exact SGD identities in float64, K at once equals K
 separate runs and a plain ``torch.optim.SGD`` loop, divergence, determinism, checkpoints.
 
 Exact identities run in float64 with the normalizations' eps numerically zero
-(``harness.invariance.EXACT_EPS``), where ⟨g, w⟩ = 0 holds to rounding (C2); each has a negative
+(``wd_claims.invariance.EXACT_EPS``), where ⟨g, w⟩ = 0 holds to rounding (C2); each has a negative
 control that the same criterion must reject. Smoke-sized models, 256 stand-in images, seconds.
 """
 
@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from harness.config import torch_weight_decay
-from harness.data import DeviceData, standin_cifar
-from harness.invariance import EXACT_EPS
-from harness.train import (
+from wd_claims.config import torch_weight_decay
+from wd_claims.data import DeviceData, standin_cifar
+from wd_claims.invariance import EXACT_EPS
+from wd_claims.train import (
     ALL_3X3,
     METRICS_KT,
     METRICS_KTP,

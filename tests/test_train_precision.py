@@ -3,8 +3,8 @@
 Reduced precision is allowed only where a claim's tolerance is statistical and far above bf16's
 rounding (unit roundoff 2⁻⁸ ≈ 4e-3 in the forward/backward pass; the parameters, the update and the
 metrics stay float32/float64): C5–C8 and C10. C1–C4 check identities to float precision and stay
-float32/float64 (harness/train.py, "Numerics"). Here C7's criterion (slope of log‖w*‖² on
-log(η/λ), ``harness.stats.ols`` with log ηλ as second regressor, its 95 % t-interval) is applied
+float32/float64 (wd_claims/train.py, "Numerics"). Here C7's criterion (slope of log‖w*‖² on
+log(η/λ), ``wd_claims.stats.ols`` with log ηλ as second regressor, its 95 % t-interval) is applied
 to the smoke grid trained twice, float32 and bf16: the verdicts agree and the equilibrium norms
 move by less than the fit's own residual scatter. Control: that scatter bound separates
 neighbouring configurations of the grid (a check that could not tell two (η, λ) apart would say
@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness import runs, stats
-from harness.config import BUDGETS
-from harness.data import DeviceData, standin_cifar
-from harness.train import TrainConfig, train
-
+from wd_claims import runs, stats
+from wd_claims.config import BUDGETS
+from wd_claims.data import DeviceData, standin_cifar
+from wd_claims.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

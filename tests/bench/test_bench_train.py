@@ -6,11 +6,11 @@ K = 9 (η, λ) configurations (the Fig. 2 grid), with the same number of threads
 - baseline: torchvision's ``CIFAR10`` dataset class, ``RandomCrop(32, padding=4)``,
   ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize`` through a ``DataLoader``,
   ``torch.optim.SGD``, one configuration after another;
-- engine: ``harness.train.train`` with all K configurations in one run (data on the device,
+- engine: ``wd_claims.train.train`` with all K configurations in one run (data on the device,
   augmentation on the device), on the path the claims use: every per-step float64 metric recorded,
   divergence checks, checkpoints of the final state. Only the final evaluation is off
   (``evaluate=False``): the baseline does not evaluate either. Once in float32 (the claims'
-  default) and once with ``precision="bf16-autocast"`` (opt-in, see harness/train.py).
+  default) and once with ``precision="bf16-autocast"`` (opt-in, see wd_claims/train.py).
 
 Throughput is model-images per second (K × steps × batch / seconds). Not timed: the invariance
 probe (once per process, memoized; its seconds are in ``extra_info["probe_s"]``) and the writing of
@@ -30,11 +30,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 from torchvision import transforms
+from wd_claims.models import resnet8
 
-from harness.config import torch_weight_decay
-from harness.data import CIFAR_MEAN, CIFAR_STD, DeviceData, standin_cifar
-from models import resnet8
 from tests.bench.cifar_format import LocalCIFAR10, write_cifar_format
+from wd_claims.config import torch_weight_decay
+from wd_claims.data import CIFAR_MEAN, CIFAR_STD, DeviceData, standin_cifar
 
 K_ETAS = (0.03, 0.1, 0.3) * 3
 K_LAMS = tuple(lam for lam in (8e-5, 2.5e-4, 8e-4) for _ in range(3))
@@ -74,14 +74,14 @@ def baseline_run(root, device: str) -> float:
 
 
 def engine_config(data: DeviceData, steps: int = STEPS, precision: str = "float32"):
-    from harness.train import TrainConfig
+    from wd_claims.train import TrainConfig
 
     return TrainConfig(etas=K_ETAS, lams=K_LAMS, steps=steps, batch_size=BATCH,
                        data=data.name, n_train=len(data), evaluate=False, precision=precision)
 
 
 def engine_run(data: DeviceData, precision: str) -> float:
-    from harness.train import train
+    from wd_claims.train import train
 
     _sync(data.x.device.type)
     t0 = time.perf_counter()
@@ -112,7 +112,7 @@ def cifar_folder(tmp_path_factory):
 def engine_data():
     """The stand-in images on the device, and the engine warmed up outside the timing: one step
     (the invariance probe, memoized per process, and the kernels' first-call setup)."""
-    from harness.train import train
+    from wd_claims.train import train
 
     data = DeviceData.from_images(standin_cifar(N_IMAGES), DEVICE)
     t0 = time.perf_counter()

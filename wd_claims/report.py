@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-STATUSES = ("pass", "fail", "skip", "xfail")
+from wd_claims.judge import STATUSES, Check
 
 
 @dataclass
@@ -31,8 +31,13 @@ class Verdict:
     measured: object = None          # numbers measured (a float or a dict of them)
     tolerance: object = None         # the acceptance threshold(s)
     tolerance_reason: str = ""       # where the tolerance comes from
-    status: str = "skip"             # pass / fail / skip / xfail
+    status: str = "skip"             # decided by wd_claims.judge.decide from ``checks``, never set
+                                     # by a claim (a claim sets only "skip": nothing was measured)
     reason: str = ""                 # why it failed, was skipped, or is an expected failure
+    checks: list[Check] = field(default_factory=list)      # the criteria, core and non-core
+    conditions: list[Check] = field(default_factory=list)  # measured facts expected failures cite
+    setting: dict = field(default_factory=dict)  # what the verdict stands on (wd_claims.setting)
+    resolves: str = ""               # the smallest deviation the criterion resolves, in words
     control: dict = field(default_factory=dict)   # {"description", "measured", "status"}
     figures: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)  # extra markdown tables for the section
@@ -49,7 +54,11 @@ class Verdict:
 
     @classmethod
     def from_json(cls, data: dict) -> Verdict:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("checks", "conditions"):
+            fields[key] = [c if isinstance(c, Check) else Check.from_json(c)
+                           for c in fields.get(key, [])]
+        return cls(**fields)
 
 
 def _jsonable(obj):
@@ -268,6 +277,10 @@ def _section(v: Verdict, anchor: str) -> list[str]:
             f"- predicted: {fmt(v.predicted)}",
             f"- measured: {fmt(v.measured)}",
             f"- tolerance: {fmt(v.tolerance)} — {v.tolerance_reason or 'n/a'}"]
+    if v.setting:
+        out += _setting_lines(v.setting)
+    if v.resolves:
+        out.append(f"- resolves: {v.resolves}")
     if v.control:
         c = v.control
         out.append(f"- negative control: {c.get('description', '')} → measured "
@@ -275,6 +288,10 @@ def _section(v: Verdict, anchor: str) -> list[str]:
     if v.test:
         out.append(f"- test: `{v.test}`")
     out.append("")
+    if v.checks:
+        out += _checks_table(v.checks, "criterion")
+    if v.conditions:
+        out += _checks_table(v.conditions, "measured condition")
     if v.derivation:
         out += ["<details><summary>sympy derivation</summary>", "", "```", v.derivation, "```", "",
                 "</details>", ""]
@@ -286,6 +303,30 @@ def _section(v: Verdict, anchor: str) -> list[str]:
         out += [f"- {note}"]
     if v.notes:
         out.append("")
+    return out
+
+
+def _checks_table(checks: list[Check], kind: str) -> list[str]:
+    """A verdict's checks (or conditions) as one markdown table."""
+    rows = [f"| {kind} | core | measured | tolerance | rule | holds |", "|---|---|---|---|---|---|"]
+    rows += [f"| {_cell(c.name)} | {'core' if c.core else 'sub-statement'} | "
+             f"{_cell(fmt(c.measured), 120)} | {_cell(fmt(c.tolerance), 80)} | "
+             f"{_cell(c.criterion, 160)} | {'yes' if c.holds else '**no**'} |" for c in checks]
+    return rows + [""]
+
+
+_SETTING_ORDER = ("model", "width", "data", "steps", "batch", "trains", "start", "precision",
+                  "seeds", "optimizer")
+
+
+def _setting_lines(setting: dict) -> list[str]:
+    """What a verdict stands on, then its deviations from the article's Fig. 2 setting."""
+    keys = [k for k in _SETTING_ORDER if k in setting] + sorted(
+        k for k in setting if k not in _SETTING_ORDER and k != "deviations")
+    out = ["- setting: " + " · ".join(f"{k}: {_cell(fmt(setting[k]))}" for k in keys)]
+    deviations = setting.get("deviations") or []
+    out.append("- deviations from the article's Fig. 2 setting: "
+               + ("; ".join(deviations) if deviations else "none"))
     return out
 
 

@@ -49,7 +49,7 @@ class Budget:
 _R10 = 10**0.5
 # CPU budgets reach ≥ 5 relaxation times only with ηλ up to 0.1, where decaying the classifier and
 # the BN affine parameters by 2ηλ per step kills the network (measured: G → 0, loss → ln 10, ‖w‖ →
-# 0 for ηλ ≳ 0.03). There the dynamics runs (harness.runs) train only the scale-invariant kernels
+# 0 for ηλ ≳ 0.03). There the dynamics runs (wd_claims.runs) train only the scale-invariant kernels
 # (classifier and BN affine frozen at init: the article's "parameters subject to scale
 # invariance"), and the grid starts at ‖w₀‖/4, below most fixed points, which it reaches in about
 # one relaxation time. The full budget trains every parameter from the default start, as Fig. 2.

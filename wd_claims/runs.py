@@ -1,7 +1,7 @@
 """The training runs the dynamics claims (C4–C8) share, per budget, trained once per session.
 
 Three runs, all ResNet-8 at the budget's width, plain SGD in the article's convention (λ of the loss
-term λ‖w‖², PyTorch weight_decay = 2λ inside :mod:`harness.train`):
+term λ‖w‖², PyTorch weight_decay = 2λ inside :mod:`wd_claims.train`):
 
 - :func:`grid_config` — the Fig. 2 grid: every (η, λ) of ``budget.etas × budget.lams``, one run
   per seed. C5, C6, C7 and C8 read it; :func:`results` trains it once and memoizes it.
@@ -18,8 +18,8 @@ processes; ``--fresh`` ignores it).
 
 from __future__ import annotations
 
-from harness.config import Budget
-from harness.train import TrainConfig, TrainResult, train
+from wd_claims.config import Budget
+from wd_claims.train import TrainConfig, TrainResult, train
 
 START_SCALES = (0.25, 1.0, 4.0)    # ‖w₀‖ multipliers of the scale-invariant tensors (C4, C5)
 MOMENTUM = 0.9                     # C4's control: the usual value
@@ -72,8 +72,8 @@ _DATA: dict[tuple, object] = {}
 
 
 def _device_data(images, device: str):
-    """(train, test) as :class:`harness.data.DeviceData`, converted once per session."""
-    from harness.data import DeviceData
+    """(train, test) as :class:`wd_claims.data.DeviceData`, converted once per session."""
+    from wd_claims.data import DeviceData
 
     key = (id(images), device)
     if key not in _DATA:
@@ -85,7 +85,7 @@ def _device_data(images, device: str):
 
 def _cache(suite):
     """The engine's disk cache under ``suite.cache_dir``; ``--fresh`` ignores older entries."""
-    from harness.cache import Cache
+    from wd_claims.cache import Cache
 
     return Cache(suite.cache_dir, fresh=suite.fresh)
 
@@ -111,12 +111,12 @@ def results(suite, images, which: str = "grid") -> list[TrainResult]:
 # --- what the claims read off a run -----------------------------------------------------------
 
 LATE = 0.25        # the last quarter of a run is its equilibrium window (≥ 2 relaxation times of
-                   # the slowest configuration at every budget; see harness.config)
+                   # the slowest configuration at every budget; see wd_claims.config)
 
 
 def tensor_index(result: TrainResult, name: str | None = None) -> int:
     """Index along P of ``name`` (default: the concatenation of all 3x3 kernels, Fig. 2's w)."""
-    from harness.train import ALL_3X3
+    from wd_claims.train import ALL_3X3
 
     return result.tensors.index(name or ALL_3X3)
 

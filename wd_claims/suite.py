@@ -13,7 +13,7 @@ Two ways in, as scikit-learn offers for estimators:
 
 2. From your own tests — a decorator, ids that work with ``pytest -k``::
 
-       from harness.suite import parametrize_with_claims
+       from wd_claims.suite import parametrize_with_claims
 
        @parametrize_with_claims({"mynet": make_net},
                                 expected_failed_claims={"mynet": {"C2": "eps=1e-3 is large"}})
@@ -30,14 +30,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import pkgutil
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.zoo import MODELS, ModelSpec
+if TYPE_CHECKING:  # the plugin stays importable without torch (inert unless used)
+    from wd_claims.zoo import ModelSpec
 
-CLAIMS_DIR = Path(__file__).resolve().parents[1] / "claims"
 
 
 def load_factory(target: str) -> Callable:
@@ -60,30 +61,37 @@ def load_factory(target: str) -> Callable:
 def as_spec(name: str, factory: Callable, input_shape: tuple[int, ...] = (3, 32, 32)) -> ModelSpec:
     """A :class:`ModelSpec` for a user factory; ``factory.control`` and ``factory.input_shape``
     attributes are honoured when present."""
+    from wd_claims.zoo import ModelSpec
+
     return ModelSpec(name, factory, getattr(factory, "control", None),
                      tuple(getattr(factory, "input_shape", input_shape)),
                      description=(inspect.getdoc(factory) or "").split("\n")[0])
 
 
 def claim_checks(claims: Iterable[str] | None = None) -> list[tuple[str, Callable]]:
-    """(claim id, test function) for every claim test in ``claims/`` that takes a ``model_spec``.
+    """(claim id, test function) for every claim test of :mod:`wd_claims.claims` that takes a
+    ``model_spec``. The claims ship in the package, so a regular (non-editable) install finds
+    them; none found is an error, never an empty (silently skipped) parametrization."""
+    import wd_claims.claims
 
-    The claim modules are loaded by file path (nothing imports ``claims`` as a package).
-    """
     wanted = {c.upper() for c in claims} if claims is not None else None
     found = []
-    for path in sorted(CLAIMS_DIR.glob("test_c*.py")):
-        claim_id = "C" + str(int(path.stem.split("_")[1][1:]))
+    for info in sorted(pkgutil.iter_modules(wd_claims.claims.__path__), key=lambda i: i.name):
+        if not (info.name.startswith("test_c") or info.name.startswith("test_e")):
+            continue
+        claim_id = info.name.split("_")[1][0].upper() + str(int(info.name.split("_")[1][1:]))
         if wanted is not None and claim_id not in wanted:
             continue
-        spec = importlib.util.spec_from_file_location(f"wd_claims_checks.{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = importlib.import_module(f"wd_claims.claims.{info.name}")
         for name, fn in inspect.getmembers(module, inspect.isfunction):
             if name.startswith("test_") and "model_spec" in inspect.signature(fn).parameters \
                     and fn.__module__ == module.__name__:
                 fn.claim_id = claim_id
                 found.append((claim_id, fn))
+    if not found:
+        raise LookupError(f"no claim taking a model_spec found in {wd_claims.claims.__path__}"
+                          + (f" for {sorted(wanted)}" if wanted else "")
+                          + ": is wd-claims installed completely?")
     return found
 
 
@@ -93,6 +101,8 @@ def parametrize_with_claims(factories: dict[str, Callable], *, claims: Iterable[
 
     ``expected_failed_claims``: {model name: {claim id: reason}} → strict xfail with the reason.
     """
+    from wd_claims.plugin import marker_name
+
     expected = expected_failed_claims or {}
     params = []
     for name, factory in factories.items():
@@ -100,7 +110,7 @@ def parametrize_with_claims(factories: dict[str, Callable], *, claims: Iterable[
         for claim_id, check in claim_checks(claims):
             reason = expected.get(name, {}).get(claim_id)
             # The claim's own marker (-m c02 works, and a skip is reported under the claim's id).
-            marks = [getattr(pytest.mark, f"c{int(claim_id[1:]):02d}")]
+            marks = [getattr(pytest.mark, marker_name(claim_id))]
             marks += [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
             params.append(pytest.param(spec, check, marks=marks,
                                        id=f"{name}-{claim_id.lower()}-{check.__name__[5:]}"))
@@ -126,6 +136,8 @@ SELECTED: list[str] = []  # names of --model specs; when non-empty, claims run o
 
 def selected_models() -> list[str]:
     """Model names the model-parametrized claims run on: the ``--model`` ones, else the zoo."""
+    from wd_claims.zoo import MODELS
+
     return list(SELECTED) or list(MODELS)
 
 
@@ -145,6 +157,8 @@ def pytest_configure(config: pytest.Config) -> None:
         shape = tuple(int(v) for v in config.getoption("--model-input").split(","))
     except ValueError as exc:
         raise pytest.UsageError("--model-input: expected integers like 3,32,32") from exc
+    from wd_claims.zoo import MODELS
+
     SELECTED.clear()
     for target in targets:
         name = target.rpartition(":")[2]

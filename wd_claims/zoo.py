@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-import models
+from wd_claims import models
 
 
 @dataclass(frozen=True)
@@ -68,13 +68,13 @@ MODELS: dict[str, ModelSpec] = {
 
 def require_scale_invariant(spec: ModelSpec, model: nn.Module | None = None) -> list[str]:
     """Names of the scale-invariant tensors of ``model`` (built from ``spec`` if not given), found
-    by probing (:mod:`harness.invariance`). A claim about scale-invariant tensors calls this first:
+    by probing (:mod:`wd_claims.invariance`). A claim about scale-invariant tensors calls this first:
     for a model that has none it calls :func:`pytest.skip` with the reason, which the report shows
     as the claim's verdict, instead of failing on something the claim does not speak about.
     """
     import pytest
 
-    from harness.invariance import scale_invariant_names
+    from wd_claims.invariance import scale_invariant_names
 
     if model is None:
         model = spec.build()

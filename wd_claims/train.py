@@ -5,13 +5,13 @@ the same initial weights (same seed) on the same sequence of batches (common ran
 differences between configurations are due to (η, λ) alone).
 
 Convention: the article's loss term λ‖w‖²; the update is plain SGD w ← w − η(g + 2λw), i.e.
-PyTorch ``weight_decay = 2λ`` (``harness.config.torch_weight_decay``, the one conversion point),
+PyTorch ``weight_decay = 2λ`` (``wd_claims.config.torch_weight_decay``, the one conversion point),
 applied to every trained parameter. With ``momentum = μ > 0`` the update is PyTorch's coupled SGD
 with momentum (buf ← μ·buf + g + 2λw; w ← w − η·buf). ``freeze_non_invariant``: only the
 scale-invariant tensors train (then (η, λ, w₀) and (c²η, λ/c², c·w₀) give the same directions).
 
 Recorded per step t (before the update), per configuration k, per *tracked tensor* p (every
-scale-invariant tensor found by ``harness.invariance``, plus the concatenation of all 3x3 conv
+scale-invariant tensor found by ``wd_claims.invariance``, plus the concatenation of all 3x3 conv
 kernels, named ``ALL_3X3``, always last; NaN when the model has none), all as float64 numpy arrays
 of shape (K, T, P) in ``TrainResult.metrics``:
 
@@ -55,7 +55,7 @@ one ``torch.optim.SGD`` step, the float64 metric copies, the finiteness check an
 diverged configuration are single tensor operations. The engine as a whole (metrics, bookkeeping,
 no host sync between chunks of ``CHUNK`` steps), steady state, 1 thread, measured while the
 2-core machine was shared (load average 4–6, so ±30 %): 1261–1311 model-images/s at batch 128,
-911–998 at batch 64, 816–878 at batch 32 (``python -m harness.train [threads]``). In the same
+911–998 at batch 64, 816–878 at batch 32 (``python -m wd_claims.train [threads]``). In the same
 conditions, interleaved, it matched the bare channels_last loop above within that noise; the
 float64 metrics cost ≈ 3.6 ms per configuration and step (≈ 8 % of a step at batch 32, less at
 larger batches).
@@ -98,7 +98,7 @@ model-images/s is NOT reached on this shared 2-core CPU: best seen 2,278 (bare b
 
 CUDA (unmeasured: no GPU was available to this work). By reading the code: the metrics, the
 finiteness checks and the freeze of a diverged configuration stay on the device and the host reads
-them once per CHUNK steps; ONE host sync per step remains, in ``harness.data.augment``: its shift
+them once per CHUNK steps; ONE host sync per step remains, in ``wd_claims.data.augment``: its shift
 and flip are drawn on the CPU (so every device sees the same augmentation) and copied with a
 blocking ``.to(device)``, which waits for the GPU queue (fix: draw a chunk of steps at once into
 pinned memory and copy with ``non_blocking=True``). ``compile=True`` wraps the forward + loss in
@@ -134,10 +134,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.config import torch_weight_decay
-from harness.data import DeviceData, augment, epoch_indices
-from harness.invariance import NoScaleInvariantTensor, scale_invariant_names
-from harness.zoo import MODELS
+from wd_claims.config import torch_weight_decay
+from wd_claims.data import DeviceData, augment, epoch_indices
+from wd_claims.invariance import NoScaleInvariantTensor, scale_invariant_names
+from wd_claims.zoo import MODELS
 
 ALL_3X3 = "all 3x3 conv kernels"
 METRICS_KTP = ("sqnorm", "gnorm", "cos_gw", "cos_step", "du_pred", "du_resid", "du_resid_article")
@@ -156,7 +156,7 @@ class TrainConfig:
     lams: tuple[float, ...]                    # λ of the loss term λ‖w‖², per configuration
     steps: int                                 # SGD steps per configuration
     batch_size: int = 128                      # images per step
-    model: str = "resnet8"                     # harness.zoo.MODELS name
+    model: str = "resnet8"                     # wd_claims.zoo.MODELS name
     width: int = 16                            # ResNet-8 stage-1 width (ignored by other models)
     seed: int = 0                              # initial weights, batch order, augmentation
     momentum: float = 0.0                      # μ; 0 is the article's plain SGD
@@ -169,7 +169,7 @@ class TrainConfig:
     data: str = ""                             # name of the data (part of the cache key)
     n_train: int = 0                           # training images (part of the cache key)
     norm_eps: float | None = None              # override every normalization's eps (None: the
-                                               # model's own; harness.invariance.EXACT_EPS makes
+                                               # model's own; wd_claims.invariance.EXACT_EPS makes
                                                # scale invariance exact in float64)
     evaluate: bool = True                      # final test / train-set evaluation
     precision: str = "float32"                 # "bf16-autocast": forward/backward under bf16
@@ -187,7 +187,7 @@ class TrainConfig:
             if not (eta > 0 and lam >= 0 and 2 * eta * lam < 1):
                 raise ValueError(f"(η, λ) = ({eta}, {lam}) outside 0 < η, 0 ≤ λ, 2ηλ < 1")
         if self.model not in MODELS:
-            raise ValueError(f"model {self.model!r} is not in harness.zoo.MODELS: {list(MODELS)}")
+            raise ValueError(f"model {self.model!r} is not in wd_claims.zoo.MODELS: {list(MODELS)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r}: choose one of {list(DTYPES)}")
         if self.precision not in PRECISIONS:
@@ -403,7 +403,7 @@ def _generator(seed: int, stream: int) -> torch.Generator:
 
 def batch_stream(config: TrainConfig, data: DeviceData):
     """Yields (x, y) for steps 0 … T−1, the same for every configuration and every run with this
-    seed: shuffled epochs (``harness.data.epoch_indices``), augmented on the device when
+    seed: shuffled epochs (``wd_claims.data.epoch_indices``), augmented on the device when
     ``config.augment``. x: (B, 3, 32, 32) in ``config.dtype``, y: (B,) int64."""
     device = data.x.device
     order = epoch_indices(len(data), config.batch_size, config.steps, _generator(config.seed, 1),
@@ -444,9 +444,9 @@ def evaluate(model: nn.Module, data: DeviceData, channels_last: bool = False,
 
 def train(config: TrainConfig, train_data, test_data=None, *, device: str = "cpu",
           cache=None, progress: bool = True) -> TrainResult:
-    """Train ``config`` on ``train_data`` (a ``harness.data.DeviceData``); evaluate on
+    """Train ``config`` on ``train_data`` (a ``wd_claims.data.DeviceData``); evaluate on
     ``test_data`` and on the training set at the end (``result.test`` / ``result.train_eval``).
-    ``cache``: a ``harness.cache.Cache`` or None. The final state is always in ``checkpoints``."""
+    ``cache``: a ``wd_claims.cache.Cache`` or None. The final state is always in ``checkpoints``."""
     _check_data(config, train_data)
     train_data, test_data = _on(train_data, device), _on(test_data, device)
     fields = cache_fields(config, train_data, test_data, device) if cache is not None else None
@@ -690,17 +690,16 @@ class Recorder:
 
 # --- caching ---------------------------------------------------------------------------------
 
-CODE_FILES = ("harness/train.py", "harness/data.py", "harness/invariance.py", "harness/zoo.py",
-              "harness/config.py")
+CODE_FILES = ("train.py", "data.py", "invariance.py", "zoo.py", "config.py")  # in wd_claims/
 
 
 def code_version() -> str:
     """sha256 of the source that determines a run's numbers: this engine, the data pipeline, the
     invariance detector, the zoo, the budgets' conversion, and every file of ``models``."""
-    import models
+    from wd_claims import models
 
-    root = Path(__file__).resolve().parent.parent
-    files = [root / f for f in CODE_FILES] + sorted(Path(models.__file__).parent.glob("*.py"))
+    package = Path(__file__).resolve().parent
+    files = [package / f for f in CODE_FILES] + sorted(Path(models.__file__).parent.glob("*.py"))
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -766,7 +765,7 @@ def result_from_arrays(config: TrainConfig, has_test: bool, arrays: dict[str, np
 def _benchmark(k: int = 9, width: int = 16, batches=(128, 64, 32), threads: int = 1) -> None:
     """Prints the engine's steady-state model-images/s (K ResNet-8, stand-in data): the time of
     12 steps minus that of 4, so setup (invariance probing, copies) is not counted."""
-    from harness.data import standin_cifar
+    from wd_claims.data import standin_cifar
 
     torch.set_num_threads(threads)
     data = DeviceData.from_images(standin_cifar(2048))

@@ -2,7 +2,7 @@
 
 An entry is keyed by the sha256 of its *fields* (for a training run: the full ``TrainConfig``, the
 data's name and size, the device kind, the dtype, library versions and a hash of the code; see
-``harness.train.cache_fields``) and lives in two files, ``<key>.npz`` and ``<key>.json``.
+``wd_claims.train.cache_fields``) and lives in two files, ``<key>.npz`` and ``<key>.json``.
 
 Safety, in the order a reader meets it:
 

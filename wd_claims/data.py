@@ -26,7 +26,7 @@ ENV_DOWNLOAD = "WD_CLAIMS_DOWNLOAD"
 # Per-channel mean and std of the CIFAR-10 training images (the usual constants).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
-STANDIN_NAME = "stand-in (synthetic, CIFAR-shaped; harness.data.standin_cifar)"
+STANDIN_NAME = "stand-in (synthetic, CIFAR-shaped; wd_claims.data.standin_cifar)"
 
 
 class DataUnavailable(RuntimeError):

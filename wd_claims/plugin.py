@@ -5,8 +5,8 @@ installed. Options:
 
 ``--budget {smoke,quick,full}``   how much compute (default: quick on CPU, full on CUDA)
 ``--device {auto,cpu,cuda}``      where to run (auto: CUDA if available)
-``--report-dir DIR``              where reports go (default: ``reports/`` under the rootdir)
-``--data-dir DIR``/``--download`` CIFAR-10 (see :mod:`harness.data`)
+``--report-dir DIR``              where reports go (default: ``reports/`` in the current folder)
+``--data-dir DIR``/``--download`` CIFAR-10 (see :mod:`wd_claims.data`)
 ``--fresh``                       ignore cached training runs
 ``--cache-dir DIR``               where cached training runs live (default ``.wd-cache/``)
 
@@ -43,8 +43,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import BUDGETS, DEVICES, Budget
-from harness.report import Verdict, utc_now, write_report
+from wd_claims.config import BUDGETS, DEVICES, Budget
+from wd_claims.report import Verdict, utc_now, write_report
 
 CLAIM_IDS = tuple(f"C{i}" for i in range(11)) + ("E1", "E2", "E3")
 VERDICT_KEY = "wd_claims_verdict"
@@ -88,7 +88,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--device", choices=DEVICES, default="auto",
                     help="device to run on; auto picks CUDA when available")
     group.addoption("--report-dir", default=None,
-                    help="directory for the markdown/JSON report (default: <rootdir>/reports)")
+                    help="directory for the markdown/JSON report (default: ./reports)")
     group.addoption("--data-dir", default=None,
                     help="folder with torchvision's CIFAR-10 (default: $WD_CLAIMS_DATA)")
     group.addoption("--download", action="store_true", default=False,
@@ -96,7 +96,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fresh", action="store_true", default=False,
                     help="ignore cached training runs (they are recomputed and re-cached)")
     group.addoption("--cache-dir", default=None,
-                    help="directory of cached training runs (default: <rootdir>/.wd-cache)")
+                    help="directory of cached training runs (default: ./.wd-cache)")
 
 
 def resolve_device(choice: str) -> str:
@@ -209,7 +209,7 @@ def _pin_worker_gpu() -> None:
 def _data_note(data_dir: Path | None, download: bool) -> str:
     """A warning for the header and the report when a data folder was given but is visibly
     unusable ("" otherwise; the md5 check waits until the data are loaded)."""
-    from harness.data import diagnose_data_dir
+    from wd_claims.data import diagnose_data_dir
 
     problem = diagnose_data_dir(data_dir) if data_dir is not None and not download else ""
     if not problem:
@@ -218,33 +218,75 @@ def _data_note(data_dir: Path | None, download: bool) -> str:
             "skipped, not run on the stand-in. Fix the path or add --download.")
 
 
+OPTIONS = ("--budget", "--device", "--report-dir", "--data-dir", "--download", "--fresh",
+           "--cache-dir", "--model", "--model-input")
+
+
+def _asked_for(config: pytest.Config) -> bool:
+    """Did this session ask for the suite up front: one of its options on the command line, or
+    xdist workers (the controller collects nothing, so it cannot wait to see claims)?"""
+    args = [str(a).split("=", 1)[0] for a in config.invocation_params.args]
+    return any(a in OPTIONS for a in args) or hasattr(config, "workerinput") or bool(
+        getattr(config.option, "numprocesses", None))
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers; set the suite up now only if the session asked for it. Otherwise
+    the plugin stays inert (no torch import, no report folder, no git) until a claim is
+    collected (:func:`pytest_collection_modifyitems`): installed, it costs an unrelated
+    project's pytest nothing."""
     _pin_worker_gpu()
     for cid in CLAIM_IDS:
-        config.addinivalue_line("markers", f"{marker_name(cid)}: claim {cid} of CLAIMS.md")
+        config.addinivalue_line("markers", f"{marker_name(cid)}: claim {cid} (docs/claims.md)")
     config.addinivalue_line("markers", "models(*names): the zoo models a claim applies to")
+    if _asked_for(config):
+        activate(config)
+
+
+CLAIM_FIXTURES = {"suite", "record_verdict", "images", "probe_data", "model_spec", "run_claim"}
+
+
+def _is_claim(item: pytest.Item) -> bool:
+    return (_claim_id(item.keywords) is not None
+            or bool(CLAIM_FIXTURES & set(getattr(item, "fixturenames", ()))))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items) -> None:
+    if SUITE not in config.stash and any(_is_claim(item) for item in items):
+        try:
+            activate(config)
+        except pytest.UsageError as exc:  # too late for argparse's path: a clean exit
+            pytest.exit(f"wd-claims: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def activate(config: pytest.Config) -> Suite:
+    """Resolve the session's device, budget, folders and provenance once, and register the
+    report writer (idempotent). Bad input is a :class:`pytest.UsageError` naming the fix."""
+    if SUITE in config.stash:
+        return config.stash[SUITE]
     _set_threads()
     device = resolve_device(config.getoption("--device"))
     budget_name = config.getoption("--budget") or ("full" if device == "cuda" else "quick")
     root = Path(config.rootpath)
-    report_dir = Path(config.getoption("--report-dir") or root / "reports")
-    cache_dir = Path(config.getoption("--cache-dir") or root / ".wd-cache")
+    report_dir = Path(config.getoption("--report-dir") or Path.cwd() / "reports")
+    cache_dir = Path(config.getoption("--cache-dir") or Path.cwd() / ".wd-cache")
     if not hasattr(config, "workerinput"):  # the controller checks once, before any test runs
         _check_writable(report_dir, "report directory")
-        if config.getoption("--cache-dir"):  # the default lives in the rootdir; create it lazily
+        if config.getoption("--cache-dir"):  # the default is created lazily
             _check_writable(cache_dir, "cache directory")
-    from harness.data import data_dir_from_env, download_allowed
+    from wd_claims.data import data_dir_from_env, download_allowed
 
     data_dir = data_dir_from_env(config.getoption("--data-dir"))
     download = download_allowed(config.getoption("--download"))
-    config.stash[SUITE] = Suite(
+    suite = config.stash[SUITE] = Suite(
         budget=BUDGETS[budget_name], device=device, device_name=_device_name(device),
         report_dir=report_dir, cache_dir=cache_dir, data_dir=data_dir, download=download,
         fresh=config.getoption("--fresh"), provenance=provenance(root, device),
         data_note=_data_note(data_dir, download))
     if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(ReportCollector(config, config.stash[SUITE]),
-                                      "wd-claims-report")
+        config.pluginmanager.register(ReportCollector(config, suite), "wd-claims-report")
+    return suite
 
 
 SUITE = pytest.StashKey[Suite]()
@@ -263,12 +305,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @pytest.fixture(scope="session")
 def suite(pytestconfig: pytest.Config) -> Suite:
     """The session's budget, device, data and cache settings."""
-    return pytestconfig.stash[SUITE]
+    return activate(pytestconfig)
 
 
 def _resolve_or_skip(suite: Suite, n_train: int, n_test: int, require_real: bool):
     """(train, test) ImageData, or :func:`pytest.skip` with the reason (see :func:`images`)."""
-    from harness.data import DataUnavailable, resolve
+    from wd_claims.data import DataUnavailable, resolve
 
     try:
         return resolve(suite.data_dir, download=suite.download, n_train=n_train, n_test=n_test,
@@ -282,7 +324,7 @@ def _resolve_or_skip(suite: Suite, n_train: int, n_test: int, require_real: bool
 
 @pytest.fixture(scope="session")
 def images(suite: Suite):
-    """(train, test) :class:`~harness.data.ImageData` for the budget. Skips the requesting claim,
+    """(train, test) :class:`~wd_claims.data.ImageData` for the budget. Skips the requesting claim,
     with the reason, when the budget needs CIFAR-10 and it cannot be had, or when a data folder
     was given and is broken."""
     b = suite.budget
@@ -294,7 +336,7 @@ def probe_data(suite: Suite):
     """(x, y, data name): ``budget.probe_batch`` training images (CPU, float32, normalized) for the
     geometry probes. These hold for any input, so the stand-in serves when CIFAR-10 is absent (but
     not when a data folder was given and is broken: then the claim is skipped with the reason)."""
-    from harness.data import DeviceData
+    from wd_claims.data import DeviceData
 
     train, _ = _resolve_or_skip(suite, suite.budget.probe_batch, 0, require_real=False)
     batch = DeviceData.from_images(train)
@@ -304,9 +346,9 @@ def probe_data(suite: Suite):
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     """A claim handed a model with no scale-invariant tensor (the engine raises
-    :class:`~harness.invariance.NoScaleInvariantTensor`) does not apply to it: skip, with the
+    :class:`~wd_claims.invariance.NoScaleInvariantTensor`) does not apply to it: skip, with the
     reason, rather than error."""
-    from harness.invariance import NoScaleInvariantTensor
+    from wd_claims.invariance import NoScaleInvariantTensor
 
     try:
         return (yield)
@@ -316,15 +358,26 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
 
 @pytest.fixture
 def record_verdict(request: pytest.FixtureRequest, suite: Suite):
-    """``record_verdict(verdict)`` files a :class:`Verdict` for the report and returns it."""
+    """``record_verdict(verdict)`` decides the verdict's status from its checks
+    (:func:`wd_claims.judge.decide`, against the declared expected failures), files it for the
+    report, and ends the test with the matching pytest outcome (:func:`wd_claims.judge.outcome`):
+    it returns only for a pass. A verdict without checks keeps the status it was given (a skip:
+    nothing was measured); a claim never sets pass, fail or xfail itself."""
+    from wd_claims.judge import decide, outcome
 
     def record(verdict: Verdict) -> Verdict:
         if not isinstance(verdict, Verdict):
-            raise TypeError(f"record_verdict takes a harness.report.Verdict, got "
+            raise TypeError(f"record_verdict takes a wd_claims.report.Verdict, got "
                             f"{type(verdict).__name__}")
         verdict.context = {**suite.context(), **verdict.context, "provenance": suite.provenance}
+        if verdict.checks:
+            verdict.status, decided = decide(verdict.id, verdict.checks, verdict.conditions,
+                                             suite.budget.name, verdict.context.get("model", ""))
+            verdict.reason = decided or verdict.reason
         verdict.test = request.node.nodeid
         request.node.user_properties.append((VERDICT_KEY, verdict.to_json()))
+        if verdict.checks:
+            outcome(verdict.status, verdict.reason)
         return verdict
 
     return record
@@ -472,8 +525,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize ``model_spec`` over the zoo (restricted by a ``models(...)`` marker)."""
     if "model_spec" not in metafunc.fixturenames or "claim_check" in metafunc.fixturenames:
         return  # (claim_check: parametrize_with_claims already chose the models)
-    from harness.suite import SELECTED
-    from harness.zoo import MODELS
+    from wd_claims.suite import SELECTED
+    from wd_claims.zoo import MODELS
 
     marker = metafunc.definition.get_closest_marker("models")
     if SELECTED:  # --model: the user's models only
