@@ -365,7 +365,7 @@ def record_verdict(request: pytest.FixtureRequest, suite: Suite):
     nothing was measured); a claim never sets pass, fail or xfail itself."""
     from wd_claims.judge import decide, outcome
 
-    def record(verdict: Verdict) -> Verdict:
+    def record(verdict: Verdict, measurements: dict | None = None) -> Verdict:
         if not isinstance(verdict, Verdict):
             raise TypeError(f"record_verdict takes a wd_claims.report.Verdict, got "
                             f"{type(verdict).__name__}")
@@ -375,12 +375,23 @@ def record_verdict(request: pytest.FixtureRequest, suite: Suite):
                                              suite.budget.name, verdict.context.get("model", ""))
             verdict.reason = decided or verdict.reason
         verdict.test = request.node.nodeid
+        if measurements is not None:  # what the judge saw, for a reviewer and the fault tests
+            from wd_claims.report import save_measurements
+
+            verdict.measurements = save_measurements(
+                suite.report_dir, measurement_name(verdict.id, verdict.context.get("model", "")),
+                measurements)
         request.node.user_properties.append((VERDICT_KEY, verdict.to_json()))
         if verdict.checks:
             outcome(verdict.status, verdict.reason)
         return verdict
 
     return record
+
+
+def measurement_name(claim_id: str, model: str) -> str:
+    """File stem of a verdict's recorded measurements: ``C5-resnet8``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{claim_id}-{model}" if model else claim_id)
 
 
 def _claim_id(item_keywords) -> str | None:

@@ -38,6 +38,7 @@ class Verdict:
     conditions: list[Check] = field(default_factory=list)  # measured facts expected failures cite
     setting: dict = field(default_factory=dict)  # what the verdict stands on (wd_claims.setting)
     resolves: str = ""               # the smallest deviation the criterion resolves, in words
+    measurements: str = ""           # the recorded measurements' file, relative to the report
     control: dict = field(default_factory=dict)   # {"description", "measured", "status"}
     figures: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)  # extra markdown tables for the section
@@ -157,6 +158,35 @@ def save_figure(fig, report_dir: Path, filename: str) -> str:
         Path(tmp).unlink(missing_ok=True)
         raise
     return f"figures/{filename}"
+
+
+def save_measurements(report_dir: Path, name: str, measurements: dict) -> str:
+    """Save a claim's recorded measurements as ``report_dir/measurements/<name>.npz`` (atomic) and
+    return the path relative to the report. ``measurements``: {str: array, number or string}; no
+    pickles, so a saved file can be loaded anywhere and fed to the claim's judge again (the
+    injected-fault tests in tests/ do exactly that)."""
+    import numpy as np
+
+    target = Path(report_dir) / "measurements" / f"{name}.npz"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **{k: np.asarray(v) for k, v in measurements.items()})
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return f"measurements/{name}.npz"
+
+
+def load_measurements(path: Path) -> dict:
+    """The dict :func:`save_measurements` wrote: arrays as numpy arrays, 0-d entries as Python
+    scalars (float, int, bool or str)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        return {k: (data[k].item() if data[k].ndim == 0 else data[k]) for k in data.files}
 
 
 def redact(text: str) -> str:

@@ -137,7 +137,7 @@ from torch.nn import functional as F
 from wd_claims.config import torch_weight_decay
 from wd_claims.data import DeviceData, augment, epoch_indices
 from wd_claims.invariance import NoScaleInvariantTensor, scale_invariant_names
-from wd_claims.zoo import MODELS
+from wd_claims.zoo import MODELS, factory_identity
 
 ALL_3X3 = "all 3x3 conv kernels"
 METRICS_KTP = ("sqnorm", "gnorm", "cos_gw", "cos_step", "du_pred", "du_resid", "du_resid_article")
@@ -690,12 +690,15 @@ class Recorder:
 
 # --- caching ---------------------------------------------------------------------------------
 
-CODE_FILES = ("train.py", "data.py", "invariance.py", "zoo.py", "config.py")  # in wd_claims/
+# In wd_claims/. The zoo is not among them: a run's model enters its key through the identity of
+# its factory (module, qualified name, source hash; cache_fields), so registering or describing a
+# model does not invalidate every cached run, and a user's model never shares a zoo model's entry.
+CODE_FILES = ("train.py", "data.py", "invariance.py", "config.py")
 
 
 def code_version() -> str:
     """sha256 of the source that determines a run's numbers: this engine, the data pipeline, the
-    invariance detector, the zoo, the budgets' conversion, and every file of ``models``."""
+    invariance detector, the budgets' conversion, and every file of ``wd_claims.models``."""
     from wd_claims import models
 
     package = Path(__file__).resolve().parent
@@ -713,7 +716,8 @@ def cache_fields(config: TrainConfig, train_data: DeviceData, test_data: DeviceD
     return {"config": config.asdict(), "train_data": [train_data.name, len(train_data)],
             "test_data": None if test_data is None else [test_data.name, len(test_data)],
             "device": torch.device(device).type, "dtype": config.dtype,
-            "torch": torch.__version__, "numpy": np.__version__, "code": code_version()}
+            "torch": torch.__version__, "numpy": np.__version__, "code": code_version(),
+            "factory": factory_identity(MODELS[config.model].factory)}
 
 
 def result_arrays(result: TrainResult) -> tuple[dict[str, np.ndarray], dict]:

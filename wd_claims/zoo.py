@@ -41,6 +41,22 @@ def _factory_name(factory: Callable) -> str:
     return f"{module}.{qual}" if qual and module else repr(factory)
 
 
+def factory_identity(factory: Callable) -> dict:
+    """Module, qualified name and a hash of the source of a model factory: the part of a cache key
+    that keeps two models (a user's and the zoo's, or two versions of one) from sharing runs."""
+    import hashlib
+    import inspect
+
+    target = getattr(factory, "func", factory)  # functools.partial: the wrapped function
+    try:
+        source = inspect.getsource(target)
+    except (OSError, TypeError):  # built in, or defined where no source is kept
+        source = repr(target)
+    return {"name": _factory_name(factory),
+            "source_sha256": hashlib.sha256(source.encode()).hexdigest()[:16],
+            "partial": repr(getattr(factory, "keywords", None) or "")}
+
+
 def _checked(name: str, factory: Callable[..., nn.Module], kw: dict) -> nn.Module:
     label = f"model factory {name!r} ({_factory_name(factory)})"
     try:
