@@ -3,9 +3,12 @@
     pytest claims/ --model examples.user_models:groupnorm_cnn
     pytest claims/ --model examples.user_models:tiny_transformer
     pytest claims/ --model examples.user_models:torchvision_resnet18 --budget smoke
+    pytest claims/ --model examples.user_models:weight_standardized_cnn --budget smoke
 
 Each factory returns a fresh network mapping (B, 3, 32, 32) images to 10 logits; a ``control``
-attribute gives the same network without normalization (the claims' negative control).
+attribute gives the same network without normalization (the claims' negative control), and an
+``expected_invariant`` attribute (a predicate over (name, parameter), or a set of names) declares
+which tensors should be scale-invariant, for C1 to hold the detector to.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from torch import nn
 
 
 class GroupNormCNN(nn.Module):
-    """Three 3x3 convs (16, 32, 64 channels, stride 2 after the first), each → GroupNorm(8) → ReLU."""
+    """Three 3x3 convs (16, 32, 64 channels, stride 2 after the first), each → GroupNorm(8) →
+    ReLU."""
 
     def __init__(self, norm: bool = True):
         super().__init__()
@@ -42,7 +46,8 @@ class TinyTransformer(nn.Module):
         self.pos = nn.Parameter(0.02 * torch.randn(1, 16, width))
         self.ln1, self.ln2, self.ln_out = make_norm(), make_norm(), make_norm()
         self.attn = nn.MultiheadAttention(width, 4, batch_first=True)
-        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(),
+                                 nn.Linear(2 * width, width))
         self.head = nn.Linear(width, 10)
 
     def forward(self, x):
@@ -53,6 +58,39 @@ class TinyTransformer(nn.Module):
         return self.head(self.ln_out(h).mean(dim=1))
 
 
+class WSConv2d(nn.Conv2d):
+    """A convolution with weight standardization (Qiao et al. 2019): each output channel's kernel
+    is centred and divided by its standard deviation before use, so the kernel is scale-invariant
+    through this reparametrization alone, with no normalization module after it. ``eps`` is a
+    float attribute, so the probes' float64 twin sets it to (numerically) zero like a norm's."""
+
+    eps: float = 1e-5
+
+    def forward(self, x):
+        w = self.weight
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        return self._conv_forward(x, (w - mean) / (var + self.eps).sqrt(), self.bias)
+
+
+class WeightStandardizedCNN(nn.Module):
+    """Three weight-standardized 3x3 convs (16, 32, 64 channels, stride 2 after the first), each
+    → ReLU, no normalization layer; mean pool → linear. ``standardize=False``: plain convs."""
+
+    def __init__(self, standardize: bool = True):
+        super().__init__()
+        conv = WSConv2d if standardize else nn.Conv2d
+        layers, c = [], 3
+        for i, h in enumerate((16, 32, 64)):
+            layers += [conv(c, h, 3, 1 if i == 0 else 2, 1, bias=False), nn.ReLU()]
+            c = h
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c, 10)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
 def groupnorm_cnn() -> nn.Module:
     """GroupNorm CNN (3 convs, GroupNorm(8) after each)."""
     return GroupNormCNN()
@@ -61,6 +99,13 @@ def groupnorm_cnn() -> nn.Module:
 def tiny_transformer() -> nn.Module:
     """One-block pre-LayerNorm vision transformer."""
     return TinyTransformer()
+
+
+def weight_standardized_cnn() -> nn.Module:
+    """Weight-standardized CNN (3 convs, no normalization layer): invariance by reparametrization.
+    It declares no ``control`` on purpose: the automatic one (normalizations replaced by the
+    identity) changes nothing here, and the claims say "no control available"."""
+    return WeightStandardizedCNN()
 
 
 def torchvision_resnet18() -> nn.Module:
@@ -77,5 +122,8 @@ def _resnet18_without_norm() -> nn.Module:
 
 
 groupnorm_cnn.control = lambda: GroupNormCNN(norm=False)
+groupnorm_cnn.expected_invariant = lambda name, p: p.dim() == 4  # every conv kernel
 tiny_transformer.control = lambda: TinyTransformer(norm=False)
 torchvision_resnet18.control = _resnet18_without_norm
+weight_standardized_cnn.expected_invariant = {"features.0.weight", "features.2.weight",
+                                              "features.4.weight"}

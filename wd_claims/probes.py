@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,7 +26,8 @@ def named_param(model: nn.Module, name: str) -> nn.Parameter:
 
 @contextmanager
 def rescaled(model: nn.Module, name: str, rho: float):
-    """Within the block, parameter ``name`` is multiplied by ``rho``; restored exactly afterwards."""
+    """Within the block, parameter ``name`` is multiplied by ``rho``; restored exactly
+    afterwards."""
     param = named_param(model, name)
     saved = param.detach().clone()
     with torch.no_grad():
@@ -100,6 +101,56 @@ def loglog_slope(xs, ys) -> float:
     return float(np.polyfit(lx, ly, 1)[0])
 
 
+# --- rounding tolerances of exact identities in float64 (C1–C3) ----------------------------------
+#
+# An exact identity (L(ρw) = L(w), ⟨∇L, w⟩ = 0, ρ∇L(ρw) = ∇L(w)) measured in float64 with ε
+# numerically zero leaves only rounding. A reduction of n terms in floating point errs by at most
+# λ√n·u relative to the sum of the magnitudes with probability ≥ 1 − 2exp(−λ²(1−u)²/2) (Higham &
+# Mary 2019, probabilistic rounding error analysis; u = 2⁻⁵³). A network evaluates ``depth`` such
+# layers in sequence; the errors add (each layer's relative condition taken as 1: normalized
+# activations); an identity compares ``passes`` evaluations (two forwards for C1, a forward and a
+# backward per gradient for C2 and C3). Hence the tolerance λ·passes·depth·√n·u, computed from the
+# model's shapes before anything is measured. n: the largest number of elements any layer reads
+# (every reduction in a layer sums at most that many), an upper bound on the longest reduction.
+
+UNIT_ROUNDOFF = 2.0**-53          # float64
+ROUNDING_LAMBDA = 6.0             # 1 − 2exp(−18) ≈ 1 − 3e-8 per reduction
+
+
+@torch.no_grad()
+def forward_footprint(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """(depth, n): the number of leaf modules one forward pass of ``x`` runs, and the largest
+    input (elements, batch included) any of them reads. The model is left as it was (a deep copy
+    runs, so batch-norm running statistics do not move)."""
+    twin = copy.deepcopy(model)
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(
+        lambda mod, inp, out: sizes.append(max((t.numel() for t in inp
+                                                if isinstance(t, torch.Tensor)), default=0)))
+        for m in twin.modules() if not list(m.children())]
+    try:
+        twin(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return len(sizes), max(sizes, default=1)
+
+
+def rounding_tolerance(passes: float, depth: int, n: int) -> float:
+    """λ·passes·depth·√n·u: the float64 rounding bound of an exact identity (see above)."""
+    return float(ROUNDING_LAMBDA * passes * depth * np.sqrt(n) * UNIT_ROUNDOFF)
+
+
+def rounding_tolerance_reason(passes: float, depth: int, n: int) -> str:
+    """The derivation of :func:`rounding_tolerance`, in words, with its numbers."""
+    return (f"float64 with ε = 1e-30 (σ²+ε rounds to σ²): only rounding remains. A reduction of "
+            f"n terms errs by ≤ λ√n·u (Higham & Mary 2019, probability ≥ 1 − 2e^(−λ²/2), λ = "
+            f"{ROUNDING_LAMBDA:g}, u = 2⁻⁵³); {depth} layers in sequence, each read ≤ n = {n:,} "
+            f"elements, condition 1 per layer; {passes:g} evaluations compared: tolerance "
+            f"λ·{passes:g}·{depth}·√n·u = {rounding_tolerance(passes, depth, n):.3g}, fixed from "
+            "the model's shapes before measuring")
+
+
 # --- sharpness on the unit sphere (C10) -------------------------------------------------------
 #
 # For a scale-invariant loss the Euclidean Hessian at w has a radial part: differentiating Euler's
@@ -120,6 +171,7 @@ class Sharpness:
     converged: bool       # ARPACK met its tolerance within its iteration limit
     dim: int              # coordinates: the total size of the tensors
     tol: float            # ARPACK's relative tolerance
+    vector: object = field(default=None, repr=False, compare=False)  # the unit Ritz vector
 
 
 def tangent_projection(vs: list[torch.Tensor], us: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -156,7 +208,7 @@ def sphere_hvp(loss_fn, points: list[torch.Tensor], scales=None):
 
 
 def top_eigenvalue(matvec, dim: int, *, tol: float = 1e-3, ncv: int = 12, maxiter: int = 20,
-                   seed: int = 0) -> Sharpness:
+                   seed: int = 0, v0=None) -> Sharpness:
     """Largest algebraic eigenvalue of a symmetric operator by Lanczos (ARPACK's eigsh).
 
     ``matvec``: (dim,) → (dim,). ARPACK stops when its Ritz residual is ≤ tol·|value|; if it has
@@ -172,7 +224,8 @@ def top_eigenvalue(matvec, dim: int, *, tol: float = 1e-3, ncv: int = 12, maxite
         return matvec(v)
 
     op = LinearOperator((dim, dim), matvec=counted, dtype=np.float64)
-    v0 = np.random.default_rng(seed).standard_normal(dim)
+    # ``v0``: a start vector (e.g. a nearby problem's eigenvector: fewer products); default random.
+    v0 = np.random.default_rng(seed).standard_normal(dim) if v0 is None else np.asarray(v0, float)
     converged = True
     try:
         vals, vecs = eigsh(op, k=1, which="LA", tol=tol, ncv=min(ncv, dim - 1), maxiter=maxiter,
@@ -184,12 +237,12 @@ def top_eigenvalue(matvec, dim: int, *, tol: float = 1e-3, ncv: int = 12, maxite
             return Sharpness(float("nan"), float("nan"), count[0], False, dim, tol)
     value, vec = float(vals[0]), vecs[:, 0] / np.linalg.norm(vecs[:, 0])
     residual = float(np.linalg.norm(counted(vec) - value * vec) / abs(value))
-    return Sharpness(value, residual, count[0], converged, dim, tol)
+    return Sharpness(value, residual, count[0], converged, dim, tol, vec)
 
 
 def sharpness_on_sphere(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: list[str], *,
                         dtype: torch.dtype = torch.float64, scales=None, tol: float = 1e-3,
-                        ncv: int = 12, maxiter: int = 20, seed: int = 0) -> Sharpness:
+                        ncv: int = 12, maxiter: int = 20, seed: int = 0, v0=None) -> Sharpness:
     """Sharpness of the cross-entropy on the batch (x, y) over the tensors ``names`` (assumed
     scale-invariant), each rescaled to unit norm: top eigenvalue of S·P∇²L·P·S (see
     :func:`sphere_hvp`). BN runs in training mode (batch statistics of x), on a ``dtype`` copy of
@@ -203,4 +256,4 @@ def sharpness_on_sphere(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name
 
     points = [named_param(twin, n) for n in names]
     matvec, dim = sphere_hvp(loss_fn, points, scales)
-    return top_eigenvalue(matvec, dim, tol=tol, ncv=ncv, maxiter=maxiter, seed=seed)
+    return top_eigenvalue(matvec, dim, tol=tol, ncv=ncv, maxiter=maxiter, seed=seed, v0=v0)

@@ -59,13 +59,15 @@ def load_factory(target: str) -> Callable:
 
 
 def as_spec(name: str, factory: Callable, input_shape: tuple[int, ...] = (3, 32, 32)) -> ModelSpec:
-    """A :class:`ModelSpec` for a user factory; ``factory.control`` and ``factory.input_shape``
-    attributes are honoured when present."""
+    """A :class:`ModelSpec` for a user factory; ``factory.control``, ``factory.input_shape`` and
+    ``factory.expected_invariant`` (a predicate over (name, parameter) or a set of names: the
+    tensors that should be scale-invariant) attributes are honoured when present."""
     from wd_claims.zoo import ModelSpec
 
     return ModelSpec(name, factory, getattr(factory, "control", None),
                      tuple(getattr(factory, "input_shape", input_shape)),
-                     description=(inspect.getdoc(factory) or "").split("\n")[0])
+                     description=(inspect.getdoc(factory) or "").split("\n")[0],
+                     expected_invariant=getattr(factory, "expected_invariant", None))
 
 
 def claim_checks(claims: Iterable[str] | None = None) -> list[tuple[str, Callable]]:

@@ -534,7 +534,7 @@ lam_w = sp.Symbol("lambda_w", positive=True)  # decoupled decay: w ← (1 − η
 delta = sp.Symbol("delta", real=True)        # per-step drift of log‖w‖² over a window
 
 
-def _two_step_inner_products(n: int, decoupled: bool):
+def _two_step_inner_products(n: int, decoupled: bool, orthogonal: bool = True):
     """(X_t, P_{t−1}, P_t) for one momentum step after another, from symbolic vectors: w_{t−1}
     and the buffer v_t arbitrary, the new gradient g_t with ⟨g_t, w_t⟩ = 0 imposed on its last
     entry. Coupled (PyTorch SGD): w_t = w_{t−1} − ηv_t, v_{t+1} = μv_t + g_t + 2λw_t,
@@ -543,11 +543,14 @@ def _two_step_inner_products(n: int, decoupled: bool):
     w0, v, g = _vector("w", n), _vector("v", n), _vector("g", n)
     a = 1 - eta * lam_w if decoupled else 1
     w1 = [a * wi - eta * vi for wi, vi in zip(w0, v, strict=True)]
-    g[-1] = -sum(wi * gi for wi, gi in zip(w1[:-1], g[:-1], strict=True)) / w1[-1]
+    if orthogonal:
+        g[-1] = -sum(wi * gi for wi, gi in zip(w1[:-1], g[:-1], strict=True)) / w1[-1]
     decay = 0 if decoupled else 2 * lam
     v1 = [mu * vi + gi + decay * wi for vi, gi, wi in zip(v, g, w1, strict=True)]
     w2 = [a * wi - eta * vi for wi, vi in zip(w1, v1, strict=True)]
     dot = lambda p, q: sum(pi * qi for pi, qi in zip(p, q, strict=True))  # noqa: E731
+    if not orthogonal:  # with ⟨g_t, w_t⟩ as a fourth value
+        return dot(w1, w1), dot(w0, w1), dot(w1, w2), dot(g, w1)
     return dot(w1, w1), dot(w0, w1), dot(w1, w2)
 
 
@@ -576,6 +579,10 @@ def e01_momentum_equilibrium(n: int = 3) -> Derivation:
     wd = 2 * lam
     kappa, beta = mu, 1 + mu - eta * wd
     identity = _is_zero(sp.together(P1 + kappa * P0 - beta * X1))
+    # for any g_t: P_t + μP_{t−1} + η⟨g_t, w_t⟩ = (1 + μ − η·wd)X_t (the update rule alone; what
+    # the engine's float32 steps are checked against, with no orthogonality assumed)
+    Xg, P0g, P1g, gw = _two_step_inner_products(n, decoupled=False, orthogonal=False)
+    identity_any_g = _is_zero(sp.expand(P1g + kappa * P0g + eta * gw - beta * Xg))
     c_star, c_drift = _momentum_equilibrium(kappa, beta)
     theta = sp.acos(c_star)
     small = sp.Symbol("s", positive=True)  # η·wd
@@ -599,6 +606,8 @@ def e01_momentum_equilibrium(n: int = 3) -> Derivation:
                "control_ratio_limit": ratio, "relaxation_rate_long_time": rate,
                "step_sq_over_sqnorm": 2 * (1 - c_star)},
         proved={"P_t + mu P_{t-1} == (1 + mu - eta wd) X_t (given <g_t, w_t> = 0)": identity,
+                "P_t + mu P_{t-1} + eta <g_t, w_t> == (1 + mu - eta wd) X_t (any g_t)":
+                    identity_any_g,
                 "1 - cos theta* == eta wd/(1 + mu)": _is_zero(1 - c_star - wan**2 / 2),
                 "theta*^2 / (2 eta wd/(1 + mu)) -> 1 as eta wd -> 0": small_angle == 1,
                 "mu = 0 gives C8's cos theta* = 1 - 2 eta lambda":

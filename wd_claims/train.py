@@ -36,86 +36,20 @@ evaluate; batch statistics of a large evaluation batch would be a different netw
 ``checkpoints[s][k]`` is configuration k's ``state_dict`` (NCHW numpy arrays) after s updates, for
 every s in ``config.checkpoints`` and for s = T; ``result.model(k, s)`` rebuilds the network.
 
-DESIGN, chosen by measurement (2-core x86 CPU, torch 2.14, 1 thread, load average 0.9–2.6,
-ResNet-8 width 16, K = 9, float32, model-images/s = K·batch/(seconds per step), forward +
-backward + update):
+DESIGN. The K configurations are a loop over K model copies on one shared (augmented) batch, in
+channels_last for float32 convolutional networks: on the CPU this beat ``torch.func.vmap`` and one
+K-grouped network by 3–7× (docs/performance.md, with every figure and the command that reproduces
+it). Each copy's parameters, gradients and BN statistics live in three flat buffers (the modules
+hold views), so one ``torch.optim.SGD`` step, the float64 metric copies, the finiteness check and
+the freeze of a diverged configuration are single tensor operations. Metrics stay on the device and
+reach the host once per ``CHUNK`` steps. ``python -m wd_claims.train [threads]`` prints the
+engine's steady-state rate; ``tox -e bench`` compares it with a typical user's loop.
 
-    mechanism                                   batch 128   batch 64
-    a loop over K model copies, shared batch        819       1319
-      the same, channels_last                      1654       1688
-    torch.func.vmap(functional_call) over K         246        420
-    one K-grouped network (grouped convs)           284        369
-      the same, channels_last                       468        525
-
-so the engine is a loop over K model copies on one shared (augmented) batch, in channels_last for
-float32 convolutional networks (float64 has no oneDNN kernels and was 15 % slower in channels_last
-than in NCHW: 90 vs 105 images/s, one ResNet-8, batch 64, forward + backward). Each copy's
-parameters, gradients and BN statistics live in three flat buffers (the modules hold views), so
-one ``torch.optim.SGD`` step, the float64 metric copies, the finiteness check and the freeze of a
-diverged configuration are single tensor operations. The engine as a whole (metrics, bookkeeping,
-no host sync between chunks of ``CHUNK`` steps), steady state, 1 thread, measured while the
-2-core machine was shared (load average 4–6, so ±30 %): 1261–1311 model-images/s at batch 128,
-911–998 at batch 64, 816–878 at batch 32 (``python -m wd_claims.train [threads]``). In the same
-conditions, interleaved, it matched the bare channels_last loop above within that noise; the
-float64 metrics cost ≈ 3.6 ms per configuration and step (≈ 8 % of a step at batch 32, less at
-larger batches).
-
-SPEED, measured for issue 5 (same CPU, torch 2.14.1, ResNet-8 width 16, K = 9, batch 128, 1 thread,
-machine shared: load average in brackets; each row measured back to back in one process, so read
-the ratios, not the absolute rates):
-
-    choice                                   measured                               kept?
-    bf16 autocast (oneDNN, avx512_bf16)      bare step 1272 → 2278 img/s [2.3],      opt-in
-                                             engine 1024/986 → 1475/2147 [5.7]       (precision)
-                                             quick grid (batch 32, 48 steps): 14.1/
-                                             9.4 s → 7.3/7.3 s [4.5]
-    torch.compile (inductor), forward+loss   fp32 813/845 → 780/805 img/s [3.9],     opt-in, off
-                                             bf16 1136/1405 → 1036/1693 [4.0];       (compile)
-                                             compiling costs 36–51 s: no gain to repay it
-    2 threads instead of 1                   bare fp32 step [4.9]: 978 img/s with 1  1 thread
-                                             thread; with 2, 3 steps not done in     (bench default)
-                                             115 s (< 30 img/s: OpenMP spin-waiting
-                                             against the other processes)
-    the engine around the bare step          bf16 bare loop 1517/1504 vs train()     —
-                                             1434/1408 img/s incl. setup [4.8]: the
-                                             engine is within 6 %; profile: conv
-                                             backward 43 %, conv 15 %, BN 20 %;
-                                             copies/allocations < 1.5 %: left as is
-    invariance probe memoized per process    1.4–3.7 s → 0 for every later run       yes
-                                             of the same network (≈ 1/3 of a short run)
-    float64 metrics every step               ≈ 3.6 ms per configuration-step (above)  yes: claims
-                                             ≈ 4 % of a step at batch 128            need each step
-
-tests/bench (``tox -e bench``), 16 steps per configuration, engine vs the typical user's loop
-(torchvision CIFAR10 + PIL transforms + DataLoader + torch.optim.SGD, one configuration after
-another), model-images/s: at load 4.6–4.9, baseline 651, engine float32 901 (1.38×), engine
-bf16-autocast 1,342 (2.06×); ``tox -e bench`` at load 5.2–5.3: 658, 877 (1.33×), 1,330 (2.02×);
-at load 6.6–7.8 (24 steps), 464, 618 (1.33×), 992 (2.14×). Targets
-of issue 5: ≥ 2× the baseline is reached with bf16 autocast only (float32: 1.3–1.4×); ≥ 3,000
-model-images/s is NOT reached on this shared 2-core CPU: best seen 2,278 (bare bf16 step, load 2.3,
-1 thread). ResNet-8 width 16 costs ≈ 75 MFLOP per image (forward + backward), so 3,000 img/s asks
-≈ 225 GFLOP/s of small convolutions (16–64 channels) from one or two cores shared with 3 others.
-
-CUDA (unmeasured: no GPU was available to this work). By reading the code: the metrics, the
-finiteness checks and the freeze of a diverged configuration stay on the device and the host reads
-them once per CHUNK steps; ONE host sync per step remains, in ``wd_claims.data.augment``: its shift
-and flip are drawn on the CPU (so every device sees the same augmentation) and copied with a
-blocking ``.to(device)``, which waits for the GPU queue (fix: draw a chunk of steps at once into
-pinned memory and copy with ``non_blocking=True``). ``compile=True`` wraps the forward + loss in
-``torch.compile(mode="reduce-overhead")`` (CUDA graphs on CUDA; on the CPU the same call compiles
-without graphs, tests/test_train_precision.py runs it in CI). Whether the Fig. 2 sweep reaches
-issue 5's 60 s on an H100 is not known; ``tox -e bench`` on a CUDA machine measures it.
-
-NUMERICS. ``precision="bf16-autocast"`` runs the forward and backward passes under bf16 autocast;
-the float32 parameters, the SGD update and the float64 metrics (computed from the actual float32
-parameters before and after the update) are unchanged, so the identities the metrics check still
-refer to the update actually applied, but the gradient carries bf16 rounding (unit roundoff 2⁻⁸).
-C1–C4 check identities to float precision (scale invariance, ⟨g, w⟩ = 0, ∇L(ρw) = ∇L(w)/ρ, the
-λ = 0 Pythagorean recursion) and must stay float32/float64 (the default). C5–C8 and C10 have
-statistical tolerances far above bf16's rounding and may use it (C9 was not assessed: keep it
-float32); tests/test_train_precision.py checks on the smoke grid that C7's verdict and slope
-do not change between float32 and bf16. Default runs (every cached result and verdict) stay
-float32, unchanged.
+NUMERICS. ``precision="bf16-autocast"`` (opt-in) runs only the forward and backward passes under
+bf16 autocast; the float32 parameters, the SGD update and the float64 metrics are unchanged, but
+the gradient carries bf16 rounding. C1–C4 check identities to float precision and must stay
+float32/float64 (the default); C5–C8 and C10 may use it (docs/performance.md, "Numerics").
+``compile=True`` (opt-in) wraps the forward + loss in ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -705,8 +639,23 @@ def code_version() -> str:
     files = [package / f for f in CODE_FILES] + sorted(Path(models.__file__).parent.glob("*.py"))
     digest = hashlib.sha256()
     for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(path.name.encode() + b"\0" + _code_only(path.read_text()) + b"\0")
     return digest.hexdigest()
+
+
+def _code_only(source: str) -> bytes:
+    """The code of a module without its docstrings and comments (``ast.dump`` of the parse tree
+    with every docstring removed): editing documentation must not invalidate cached runs."""
+    import ast
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
 
 
 def cache_fields(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | None,

@@ -1,0 +1,119 @@
+"""Injected faults for E1 (momentum SGD) and E2 (SGDW, AdamW): realistic bugs fed to the claims'
+judges as perturbed copies of the recorded measurements (reports/sample/measurements), or as a
+wrong derivation; each must FAIL, and the honest measurements must give the recorded status."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from tests.faults import SAMPLE, claim, perturbed, recorded, status
+from wd_claims import theory
+
+E1 = claim("test_e01_momentum_equilibrium")
+E2 = claim("test_e02_decoupled_decay")
+KINDS = ("sgdw", "adamw")
+
+
+def recorded_status(name: str) -> str:
+    """The status the sample report filed for the verdict whose measurements are ``name``."""
+    verdicts = json.loads((SAMPLE.parent / "latest.json").read_text())
+    found = [v["status"] for v in verdicts if v.get("measurements") == f"measurements/{name}.npz"]
+    if not found:
+        pytest.fail(f"no verdict of {name} in the sample report", pytrace=False)
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def e1():
+    return recorded("E1-resnet8")
+
+
+def e2(kind):
+    return recorded(f"E2-{E2.MODEL}-{kind}")
+
+
+def with_expr(d, **exprs):
+    """The derivation ``d`` with some expressions replaced (a bug in the prediction)."""
+    return dataclasses.replace(d, exprs={**d.exprs, **exprs})
+
+
+# --- E1 --------------------------------------------------------------------------------------
+
+def test_e1_honest_measurements_give_the_recorded_status(e1):
+    assert status(E1.judge(e1))[0] == recorded_status("E1-resnet8")
+
+
+def test_e1_a_momentum_prediction_without_the_1_over_1_plus_mu_factor_fails(e1):
+    d = E1.derivation()
+    wrong = with_expr(d, cos_drift=d.exprs["cos_drift"].subs(theory.mu, 0),
+                      theta_star=d.exprs["theta_star"].subs(theory.mu, 0))
+    verdict = E1.judge(e1, derivation_=wrong)
+    assert status(verdict)[0] == "fail"
+    assert any(not c.holds for c in verdict.checks if c.name.startswith("angle μ=0.9"))
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_e1_a_factor_2_slip_in_the_weight_decay_convention_fails(e1, factor):
+    verdict = E1.judge(perturbed(e1, lam=lambda lam: lam * factor))
+    assert status(verdict)[0] == "fail"
+    failed = {c.name for c in verdict.checks if not c.holds}
+    assert "update-rule identity" in failed
+    assert any(name.startswith("angle") for name in failed)
+
+
+def test_e1_plain_sgd_data_fed_as_momentum_data_fails(e1):
+    plain = np.flatnonzero(e1["mu"] == 0)
+    momentum = np.flatnonzero(e1["mu"] > 0)
+    assert len(plain) == len(momentum) > 0
+    assert np.allclose(e1["eta"][plain] * e1["lam"][plain],
+                       e1["eta"][momentum] * e1["lam"][momentum])
+
+    def swap(a):
+        a = a.copy()
+        a[momentum] = a[plain]
+        return a
+
+    keys = ("cos", "x", "gnorm", "cos_gw", "cos_p", "x_p")
+    verdict = E1.judge(perturbed(e1, **{k: swap for k in keys}))
+    assert status(verdict)[0] == "fail"
+    failed = {c.name for c in verdict.checks if not c.holds}
+    assert "update-rule identity" in failed
+    assert any(name.startswith("angle μ=0.9") for name in failed)
+
+
+# --- E2 --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_e2_honest_measurements_give_the_recorded_status(kind):
+    assert status(E2.judge(e2(kind)))[0] == recorded_status(f"E2-{E2.MODEL}-{kind}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_e2_a_wrong_beta1_dependence_1_minus_beta1_without_1_plus_beta1_fails(kind):
+    """θ*² = 2ηλ_w(1−β₁) instead of 2ηλ_w(1−β₁)/(1+β₁): cos = (1 − ηλ_w(1−μ))e^{−δ/2}."""
+    wrong = (1 - theory.eta * theory.lam_w * (1 - theory.mu)) * sp.exp(-theory.delta / 2)
+    verdict = E2.judge(e2(kind), derivation_=with_expr(E2.derivation(), cos_drift=wrong))
+    assert status(verdict)[0] == "fail"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_e2_the_recorded_beta1_dropped_to_zero_fails(kind):
+    assert status(E2.judge(perturbed(e2(kind), mu=lambda mu: 0 * mu)))[0] == "fail"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_e2_a_factor_2_slip_in_the_decoupled_decay_fails(kind, factor):
+    assert status(E2.judge(perturbed(e2(kind), lam_w=lambda lw: lw * factor)))[0] == "fail"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_e2_the_coupled_decay_formula_applied_to_decoupled_decay_fails(kind):
+    """E1's coupled prediction with wd read as λ_w: cos = (1+μ−ηλ_w)e^{δ/2}/(μ + e^δ)."""
+    mu, eta, lw, dl = theory.mu, theory.eta, theory.lam_w, theory.delta
+    coupled = (1 + mu - eta * lw) * sp.exp(dl / 2) / (mu + sp.exp(dl))
+    verdict = E2.judge(e2(kind), derivation_=with_expr(E2.derivation(), cos_drift=coupled))
+    assert status(verdict)[0] == "fail"

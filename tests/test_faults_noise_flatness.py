@@ -1,0 +1,89 @@
+"""Injected faults for C9 (noise variance) and C10 (flatness): each must turn the verdict to FAIL.
+
+The recorded quick-budget measurements (reports/sample/measurements/C9-resnet8.npz, C10-resnet8.npz)
+are judged again, honestly and with a realistic bug injected (tests/faults.py).
+"""
+
+import numpy as np
+import pytest
+
+from tests.faults import claim, perturbed, recorded, status
+
+C9 = claim("test_c09_noise_variance")
+C10 = claim("test_c10_flatness")
+
+
+@pytest.fixture(scope="module")
+def c9():
+    return recorded("C9-resnet8")
+
+
+@pytest.fixture(scope="module")
+def c10():
+    return recorded("C10-resnet8")
+
+
+def test_c9_honest_measurements_give_the_recorded_verdict(c9):
+    assert status(C9.judge(c9))[0] in ("pass", "xfail")
+
+
+def test_c9_identical_batches_counted_as_independent_fail(c9):
+    # the "two" steps on the same batch at w₀: D = −2ηg(w₀, B₁), the one-step noise itself
+    assert status(C9.judge(perturbed(c9, a_two_steps_independent=c9["a_one_step_2eta"])))[0] \
+        == "fail"
+
+
+def test_c9_disjoint_batches_counted_as_independent_fail(c9):
+    assert status(C9.judge(perturbed(c9, a_two_steps_independent=c9["a_two_steps_disjoint"])))[0] \
+        == "fail"
+
+
+def test_c9_one_step_of_eta_instead_of_two_eta_fails(c9):
+    assert status(C9.judge(perturbed(c9, a_one_step_2eta=lambda a: a / 4)))[0] == "fail"
+
+
+def test_c9_a_factor_two_slip_in_the_one_step_variance_fails(c9):
+    assert status(C9.judge(perturbed(c9, a_one_step_2eta=lambda a: 2 * a)))[0] == "fail"
+
+
+def test_c9_a_factor_two_slip_in_the_two_step_variance_fails(c9):
+    assert status(C9.judge(perturbed(c9, a_two_steps_independent=lambda a: 2 * a)))[0] == "fail"
+
+
+def test_c10_honest_measurements_give_the_recorded_verdict(c10):
+    assert status(C10.judge(c10))[0] in ("pass", "xfail")
+
+
+def _per_seed(m, fn):
+    """Replace each seed's main-configuration sharpness by fn(values sorted by λ)."""
+    out = np.array(m["sharpness"], float)
+    for seed in np.unique(m["seed"]):
+        sel = np.flatnonzero(np.asarray(m["main"], bool) & (m["seed"] == seed))
+        order = sel[np.argsort(m["lam"][sel])]
+        out[order] = fn(out[order])
+    return out
+
+
+def test_c10_weight_decay_switched_off_gives_lambda_independent_sharpness_and_fails(c10):
+    # without weight decay every λ trains the same run: one sharpness for every λ of a seed
+    flat = _per_seed(c10, lambda v: np.full_like(v, v[0]))
+    assert status(C10.judge(perturbed(c10, sharpness=flat)))[0] == "fail"
+
+
+def test_c10_sharpness_unrelated_to_lambda_fails(c10):
+    # a λ-independent measurement: the same values in an order unrelated to λ
+    shuffled = _per_seed(c10, lambda v: v[[1, 3, 0, 2]])
+    assert status(C10.judge(perturbed(c10, sharpness=shuffled)))[0] == "fail"
+
+
+def test_c10_reversed_sharpness_ordering_fails(c10):
+    assert status(C10.judge(perturbed(c10, sharpness=_per_seed(c10, lambda v: v[::-1]))))[0] \
+        == "fail"
+
+
+def test_c10_factor_two_weight_decay_slip_in_one_control_configuration_fails(c10):
+    # the (η/2, 2λ₁) control trained with weight_decay = λ instead of 2λ: its ηλ is halved
+    lam = np.array(c10["lam"], float)
+    i = np.flatnonzero(~np.asarray(c10["main"], bool))[0]
+    lam[i] /= 2
+    assert status(C10.judge(perturbed(c10, lam=lam)))[0] == "fail"

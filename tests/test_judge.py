@@ -1,0 +1,71 @@
+"""The one place that decides: core misses fail, declared expected failures are strict both ways."""
+
+import pytest
+
+from wd_claims.judge import Check, ExpectedFailure, decide
+from wd_claims.report import Verdict
+
+TABLE = (ExpectedFailure("C9", "sharp", "cause", "the article is approximate here",
+                         budgets=("quick",)),)
+
+
+def judged(*checks, conditions=(), budget="quick", table=TABLE):
+    return decide("C9", list(checks), list(conditions), budget, "resnet8", table)
+
+
+def test_every_check_holding_is_a_pass():
+    assert judged(Check("core", True), Check("sharp", True, core=False), table=()) == ("pass", "")
+
+
+def test_a_core_criterion_that_misses_is_a_fail_even_when_the_table_declares_it():
+    status, reason = judged(Check("core", False), table=(ExpectedFailure("C9", "core", "c", "r"),))
+    assert status == "fail" and "a core criterion that misses is a FAIL" in reason
+
+
+def test_a_declared_miss_with_its_measured_cause_is_an_expected_failure():
+    status, reason = judged(Check("core", True), Check("sharp", False, core=False),
+                            conditions=[Check("cause", True, measured=0.3)])
+    assert status == "xfail" and "the article is approximate here" in reason
+
+
+def test_an_undeclared_sub_statement_that_misses_is_a_fail():
+    status, _ = judged(Check("core", True), Check("other", False, core=False))
+    assert status == "fail"
+
+
+def test_a_declared_failure_that_does_not_occur_fails_strictly():
+    status, reason = judged(Check("core", True), Check("sharp", True, core=False),
+                            conditions=[Check("cause", True)])
+    assert status == "fail" and "did not occur" in reason
+
+
+@pytest.mark.parametrize("conditions", [[], [Check("cause", False, measured=0.01)]])
+def test_a_declared_failure_whose_cause_is_not_measured_to_hold_fails(conditions):
+    status, reason = judged(Check("core", True), Check("sharp", False, core=False),
+                            conditions=conditions)
+    assert status == "fail" and "cause" in reason
+
+
+def test_a_row_applies_only_to_its_budgets():
+    status, _ = judged(Check("core", True), Check("sharp", False, core=False),
+                       conditions=[Check("cause", True)], budget="full")
+    assert status == "fail"
+
+
+def test_a_verdict_without_checks_is_a_fail_not_a_silent_pass():
+    assert judged()[0] == "fail"
+
+
+def test_checks_survive_the_json_round_trip_of_the_report():
+    v = Verdict(id="C9", title="t", checks=[Check("core", True, measured=[1.0, 2.0])],
+                conditions=[Check("cause", False)])
+    back = Verdict.from_json(v.to_json())
+    assert back.checks == v.checks and back.conditions == v.conditions
+
+
+def test_every_row_of_the_declared_table_names_a_known_claim_and_a_reason():
+    from wd_claims.expected import EXPECTED_FAILURES
+    from wd_claims.plugin import CLAIM_IDS
+
+    for row in EXPECTED_FAILURES:
+        assert row.claim in CLAIM_IDS and row.check and row.condition and row.reason
