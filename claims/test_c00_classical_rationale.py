@@ -31,6 +31,8 @@ would verify nothing. The same criteria must reject it (norm or gap bound missed
 dimension). Catalogue: docs/claims.md, C0.
 """
 
+import functools
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize
@@ -42,6 +44,13 @@ from wd_claims.report import Verdict, fmt, save_figure
 from wd_claims.stats import bootstrap_mean_ci
 
 pytestmark = pytest.mark.c00
+
+
+@functools.cache
+def derive():
+    """The sympy derivation (pure, slow to prove: computed once per process)."""
+    return theory.c00_classical_rationale()
+
 
 QUOTE = ("Crucially, the number of data points required not to overfit is independent of the "
          "number of parameters.")
@@ -151,7 +160,7 @@ def criteria(run: dict, norm_bound: np.ndarray, gap_bound: np.ndarray) -> dict:
 
 
 def judge(m: dict) -> Verdict:
-    derivation = theory.c00_classical_rationale()
+    derivation = derive()
     lams, ell, n = np.asarray(m["lams"], float), float(m["ell"]), int(m["m"])
     norm_bound = derivation.fn("norm_bound_logistic", theory.lam)(lams)
     gap_of = derivation.fn("gap_bound_logistic", theory.lam, theory.m_samples, theory.ell)
@@ -239,7 +248,7 @@ def plot(m: dict, report_dir) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    derivation = theory.c00_classical_rationale()
+    derivation = derive()
     lams = np.asarray(m["lams"], float)
     norm_bound = derivation.fn("norm_bound_logistic", theory.lam)(lams)
     gap_bound = derivation.fn("gap_bound_logistic", theory.lam, theory.m_samples,

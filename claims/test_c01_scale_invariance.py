@@ -28,6 +28,8 @@ tensor. Where removing normalizations changes nothing (a reparametrization), no 
 available and the verdict says so. Budgets: the probe batch (smoke 16, quick 32, full 128 images).
 """
 
+import functools
+
 import numpy as np
 import pytest
 import sympy
@@ -46,6 +48,13 @@ from wd_claims.report import Verdict, fmt
 from wd_claims.zoo import NO_CONTROL, negative_control, probe_setting, tensors_to_test
 
 pytestmark = pytest.mark.c01
+
+
+@functools.cache
+def derive():
+    """The sympy derivation (pure, slow to prove: computed once per process)."""
+    return theory.c01_scale_invariance()
+
 
 QUOTE = ("the output of the neural network with weights w is always equal to the output of the "
          "neural network with weights ρw")
@@ -92,7 +101,7 @@ def measure(spec, x, y, data_name: str, model=None) -> dict:
         return np.array([full.get(k, np.nan) for k in names], dtype=float)
 
     control = negative_control(spec, model)
-    first_order = theory.c01_scale_invariance().fn("first_order", theory.rho, theory.eps,
+    first_order = derive().fn("first_order", theory.rho, theory.eps,
                                                    sympy.Symbol("sigma2", positive=True))
     return {
         "model": spec.name, "data": data_name, "batch": len(x),
@@ -142,7 +151,7 @@ def invariance_check(deviations: np.ndarray, names, tol: float, name: str,
 
 
 def judge(m: dict) -> Verdict:
-    derivation = theory.c01_scale_invariance()
+    derivation = derive()
     names = np.asarray(m["names"])
     tested = np.asarray(m["tested"], dtype=bool)
     detected, expected = np.asarray(m["detected"], bool), np.asarray(m["expected"], bool)

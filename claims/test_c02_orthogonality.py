@@ -25,6 +25,8 @@ verdict says "no control available" and the claim's own criterion stands. Budget
 batch (smoke 16, quick 32, full 128 images); 10 SGD steps.
 """
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -44,6 +46,13 @@ from wd_claims.report import Verdict, fmt
 from wd_claims.zoo import NO_CONTROL, negative_control, probe_setting, tensors_to_test
 
 pytestmark = pytest.mark.c02
+
+
+@functools.cache
+def derive():
+    """The sympy derivation (pure, slow to prove: computed once per process)."""
+    return theory.c02_orthogonality()
+
 
 QUOTE = "∇L(w) is orthogonal to w"
 SGD_STEPS = 10          # steps of the short run along which orthogonality is re-measured
@@ -103,7 +112,7 @@ def orthogonal(cos: np.ndarray, names, tol: float, name: str) -> Check:
 
 
 def judge(m: dict) -> Verdict:
-    derivation = theory.c02_orthogonality()
+    derivation = derive()
     names = [str(n) for n in np.atleast_1d(m["names"])]
     common = dict(id="C2", title="∇L ⟂ w for every normalized kernel", quote=QUOTE,
                   expected="cos(∇L, w) = 0", derivation=derivation.text,

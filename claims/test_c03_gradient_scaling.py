@@ -25,6 +25,8 @@ normalizations changes nothing (invariance by reparametrization), the verdict sa
 available" and the claim's own criteria stand. Budgets: the probe batch (16, 32, 128 images).
 """
 
+import functools
+
 import matplotlib
 import numpy as np
 import pytest
@@ -47,6 +49,13 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
 pytestmark = pytest.mark.c03
+
+
+@functools.cache
+def derive():
+    """The sympy derivation (pure, slow to prove: computed once per process)."""
+    return theory.c03_gradient_scaling()
+
 
 QUOTE = "∇L(w) scales as 1/∥w∥ … scale-invariant functions cannot be Lipschitz"
 RHOS = np.logspace(-6, 2, 9)  # 10⁻⁶ … 10² by decades; ρ → 0 shows the blow-up
@@ -127,7 +136,7 @@ def plot(m: dict, report_dir):
 
 
 def judge(m: dict) -> Verdict:
-    derivation = theory.c03_gradient_scaling()
+    derivation = derive()
     slope_expected = float(derivation.exprs["loglog_slope"])
     names = [str(n) for n in np.atleast_1d(m["names"])]
     common = dict(id="C3", title="∇L(ρw) = ∇L(w)/ρ; not Lipschitz", quote=QUOTE,

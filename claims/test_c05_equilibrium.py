@@ -19,11 +19,11 @@ Criterion (one function, :func:`gap`, applied to every configuration and to the 
 window is cut into blocks; per block, r_b = log(mean x / x*(RMS G)) with x* from sympy. The
 configuration agrees when |mean r_b| ≤ t·se + fluctuation bound + lag bound, where t·se is the
 Bonferroni-corrected t-interval over the blocks, the fluctuation bound is √(1+v) − 1 from the
-measured c² (the Jensen term, as a bound, not a correction), and the lag bound is how far x* moves in
-one relaxation time at the measured drift of G. None of the three contains r itself. Core: every
-grid configuration agrees; the grid's pooled mean log gap is inside its t-interval plus the mean
-bound (a constant error in x*, e.g. the factor-2 convention slip, +41 %, cannot hide); each λ > 0
-start settles into the same band before the window and agrees there.
+measured c² (the Jensen term, as a bound, not a correction), and the lag bound is how far x*
+moves in one relaxation time at the measured drift of G. None of the three contains r itself.
+Core: every grid configuration agrees; the grid's pooled mean log gap is inside its t-interval
+plus the mean bound (a constant error in x*, e.g. the factor-2 convention slip, +41 %, cannot
+hide); each λ > 0 start settles into the same band before the window and agrees there.
 
 Control: the same starts at λ = 0, judged by the same criterion against the x* that λ would give:
 without weight decay there is no fixed point, so they must not agree.
@@ -68,7 +68,8 @@ def measure(suite, images) -> dict:
         "grid_seeds": np.concatenate([[r.config.seed] * len(r.config.etas) for r in grid]),
         "grid_x": np.concatenate([runs.series(r, "sqnorm")[:, window] for r in grid]),
         "grid_G": np.concatenate([runs.grad_norm_on_sphere(r)[:, window] for r in grid]),
-        "starts_etas": np.asarray(starts.config.etas), "starts_lams": np.asarray(starts.config.lams),
+        "starts_etas": np.asarray(starts.config.etas),
+        "starts_lams": np.asarray(starts.config.lams),
         "starts_scales": np.asarray(starts.config.init_scales),
         "starts_x": runs.series(starts, "sqnorm"), "starts_G": runs.grad_norm_on_sphere(starts),
         "late_fraction": runs.LATE, "model": "resnet8", "data": images[0].name,
@@ -87,6 +88,12 @@ def _sympy():
             d.fn("relaxation_rate", theory.eta, theory.lam))
 
 
+def block_rms(G):
+    """(K, N_BLOCKS) RMS of G_t per block: the map involves G², so x* needs the RMS, not the mean
+    (the injected-fault tests swap this for the mean and must see C5 fail)."""
+    return np.sqrt(stats.block_means(G**2, N_BLOCKS))
+
+
 def gap(x, G, etas, lams, family: int):
     """Per configuration: mean log gap r, its allowance (t·se, fluctuation, lag) and agreement.
 
@@ -94,7 +101,7 @@ def gap(x, G, etas, lams, family: int):
     how many configurations share the level (Bonferroni). Returns dict of (K,) arrays."""
     _, x_star, jensen, rate = _sympy()
     xb = stats.block_means(x, N_BLOCKS)
-    Gb = np.sqrt(stats.block_means(G**2, N_BLOCKS))           # RMS per block: the map needs G²
+    Gb = block_rms(G)
     with np.errstate(divide="ignore", invalid="ignore"):
         r_b = np.log(xb / x_star(Gb, etas[:, None], lams[:, None]))
         G2 = G**2

@@ -1,7 +1,8 @@
 """Networks under test. Pure ``nn.Module`` definitions; this package imports only torch.
 
 Every factory takes keyword arguments only and returns a fresh, randomly initialised module, so a
-claim can be parametrized over factories (``FACTORIES``) exactly like scikit-learn's estimator checks.
+claim can be parametrized over factories (``FACTORIES``) exactly like scikit-learn's estimator
+checks.
 """
 
 from wd_claims.models.resnet import ResNet8, resnet8, resnet8_without_norm

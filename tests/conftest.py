@@ -38,7 +38,7 @@ settings.load_profile(hypothesis_profile())
 def single_thread():
     """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("single_thread")``):
     smoke-sized tensors gain nothing from a second thread, and on a shared machine OpenMP's
-    spin-waiting makes two threads several times slower (DESIGN.md, "Threads")."""
+    spin-waiting makes two threads several times slower (docs/design.md, "Threads")."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

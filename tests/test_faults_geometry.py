@@ -52,8 +52,10 @@ def test_c0_fails_when_the_norms_are_stored_in_solve_order_instead_of_lambda_ord
 
 
 def test_c0_fails_when_the_features_are_not_scaled_into_the_bounds_radius():
-    # The engine, two splits: rows scaled to ‖x‖ ≤ 10 while the bounds assume ℓ = 1.
-    v = C0.judge(C0.measure(2, radius=10.0))
+    # The engine, one split at d = 30: rows scaled to ‖x‖ ≤ 10 while the bounds assume ℓ = 1.
+    run = C0.measure_dimension(0, 1, radius=10.0)
+    v = C0.judge(perturbed(recorded(C0_NAME), **{f"{k}_30": run[k] for k in
+                                                 ("norms", "certs", "gaps", "max_row_norm")}))
     assert status(v)[0] == "fail"
     assert "‖x‖ ≤ ℓ d=30" in failed_checks(v)
 

@@ -1,4 +1,5 @@
-"""wd_claims.noise: total variance from Gram matrices, the four displacements, the bootstrap interval.
+"""wd_claims.noise: total variance from Gram matrices, the four displacements, the bootstrap
+interval.
 
 A linear softmax model (no normalization) has a batch gradient that is exactly the mean of
 per-example gradients, so its noise obeys the finite-population algebra of wd_claims.theory: with a

@@ -37,7 +37,8 @@ def run(pytester, pytestconfig):
     """``run(*args)`` → (result, report dir): an inner session with the plugin, at smoke budget."""
     # The entry point loads the plugin in inner sessions too; naming it again would register it
     # twice (pytest refuses), so -p is added only where entry points are not loaded.
-    plugin = [] if pytestconfig.pluginmanager.has_plugin("wd_claims") else ["-p", "wd_claims.plugin"]
+    plugin = ([] if pytestconfig.pluginmanager.has_plugin("wd_claims")
+              else ["-p", "wd_claims.plugin"])
 
     def inner(*args, subprocess=False):
         report_dir = pytester.path / "reports"
@@ -258,7 +259,8 @@ def test_files_nothing_and_is_an_expected_failure():
 
 
 def test_a_claim_module_that_cannot_be_imported_is_a_failed_claim_in_the_report(pytester, run):
-    pytester.makepyfile(test_c07_broken="import pytest\nfrom wd_claims.theory import no_such_thing\n")
+    pytester.makepyfile(
+        test_c07_broken="import pytest\nfrom wd_claims.theory import no_such_thing\n")
     result, report_dir = run()
     assert result.ret == pytest.ExitCode.INTERRUPTED  # pytest stops on collection errors
     (v,) = json.loads((report_dir / "latest.json").read_text())

@@ -1,5 +1,6 @@
 """Property: for a fully scale-invariant network, (η, λ, w₀) and (c²η, λ/c², c·w₀) train the same
-directions u_t = w_t/‖w_t‖ (CLAIMS.md, C7: equal-ηλ configurations have identical trajectories).
+directions u_t = w_t/‖w_t‖ (docs/claims.md, C7: equal-ηλ configurations have identical
+trajectories).
 
 Why: L(cw) = L(w) gives g(cw) = g(w)/c, so one SGD step maps c·w_t to
 c·w_t − c²η(g/c + 2(λ/c²)·c·w_t) = c·w_{t+1}. The network must be *fully* invariant in what trains

@@ -1,4 +1,5 @@
-"""The C1–C3 derivations prove what they say and evaluate to the numbers a hand computation gives."""
+"""The C1–C3 derivations prove what they say and evaluate to the numbers a hand computation
+gives."""
 
 import math
 

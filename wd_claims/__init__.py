@@ -1,1 +1,2 @@
-"""The engine shared by the claims: theory (sympy), data, training, probes, reports, pytest plugin."""
+"""The engine shared by the claims: theory (sympy), data, training, probes, reports, the pytest
+plugin."""

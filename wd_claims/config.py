@@ -1,8 +1,8 @@
 """One config object per budget, in the theory's terms, and the single conversion to PyTorch's.
 
-Convention (CLAIMS.md): the article regularizes with the loss term ``λ‖w‖²``, so one plain SGD step
-is ``w ← w − η(g + 2λw) = (1 − 2ηλ)w − ηg``. ``torch.optim.SGD(weight_decay=wd)`` adds ``wd·w`` to
-the gradient, hence ``wd = 2λ``. Everything in this project speaks λ; only
+Convention (docs/claims.md): the article regularizes with the loss term ``λ‖w‖²``, so one plain
+SGD step is ``w ← w − η(g + 2λw) = (1 − 2ηλ)w − ηg``. ``torch.optim.SGD(weight_decay=wd)`` adds
+``wd·w`` to the gradient, hence ``wd = 2λ``. Everything in this project speaks λ; only
 :func:`torch_weight_decay` speaks PyTorch.
 """
 
@@ -18,7 +18,7 @@ def torch_weight_decay(lam: float) -> float:
 
 @dataclass(frozen=True)
 class Budget:
-    """How much compute a run of the suite may spend. Hyperparameters are the theory's (λ, not wd)."""
+    """How much compute a run of the suite may spend; hyperparameters in the theory's terms (λ)."""
 
     name: str
     width: int                      # ResNet-8 stage-1 channels (16 is the real ResNet-8)

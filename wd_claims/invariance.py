@@ -2,9 +2,10 @@
 
 A tensor ``w`` is scale-invariant when ``model(x; ρw) = model(x; w)`` for every ρ > 0. We test that
 on a float64 copy of the model whose normalizations have ``eps ≈ 0`` (eps is the one known source of
-inexactness, CLAIMS.md), in training mode (batch statistics), for two rescalings; the relative output
-change must be below :data:`FLOAT64_RTOL`. The normalization that absorbs the scale is found with
-forward hooks: it is the module whose input is multiplied by ρ while its output does not change.
+inexactness, docs/claims.md), in training mode (batch statistics), for two rescalings; the
+relative output change must be below :data:`FLOAT64_RTOL`. The normalization that absorbs the
+scale is found with forward hooks: it is the module whose input is multiplied by ρ while its
+output does not change.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import torch
 from torch import nn
 
 # torch.testing.assert_close's default relative tolerance for float64: ~1e9 ulps, far above the
-# rounding of a few hundred float64 operations (≈ 1e-14), far below any real rescaling effect (≳ 1e-3
-# for a non-invariant tensor and ρ = 2). Reused, not invented, per STYLE.md.
+# rounding of a few hundred float64 operations (≈ 1e-14), far below any real rescaling effect
+# (≳ 1e-3 for a non-invariant tensor and ρ = 2). Reused, not invented.
 FLOAT64_RTOL = 1e-7
-# Probe rescalings: powers of two, so that ρ·w is exact in floating point (CLAIMS.md).
+# Probe rescalings: powers of two, so that ρ·w is exact in floating point (docs/claims.md).
 PROBE_RHOS = (2.0**-3, 2.0**5)
 
 
@@ -115,7 +116,7 @@ def _probe_setup(model: nn.Module, input_shape: tuple[int, ...], batch: int, see
 @torch.no_grad()
 def scale_invariance_map(model: nn.Module, input_shape: tuple[int, ...], *, batch: int = 8,
                          seed: int = 0) -> list[TensorReport]:
-    """One :class:`TensorReport` per parameter tensor of ``model`` (the model itself is untouched)."""
+    """One :class:`TensorReport` per parameter tensor of ``model`` (the model is untouched)."""
     twin, x = _probe_setup(model, input_shape, batch, seed)
     store, handles = _record_io(twin)
     try:
@@ -157,8 +158,9 @@ def joint_invariant_groups(model: nn.Module, input_shape: tuple[int, ...], *, ba
     Found by probing: each non-invariant tensor is perturbed and the first normalization (a module
     that absorbed some invariant tensor's scale, in execution order) whose input changes is its
     group; every group of two or more tensors is then rescaled jointly. ``reports``: the model's
-    :func:`scale_invariance_map`, if already computed (same ``batch`` and ``seed``). Example: a BatchNorm's γ and
-    β feeding ReLU → conv → BatchNorm (ReLU is positively homogeneous, so scaling both is absorbed).
+    :func:`scale_invariance_map`, if already computed (same ``batch`` and ``seed``). Example: a
+    BatchNorm's γ and β feeding ReLU → conv → BatchNorm (ReLU is positively homogeneous, so
+    scaling both is absorbed).
     """
     if reports is None:
         reports = scale_invariance_map(model, input_shape, batch=batch, seed=seed)
@@ -180,7 +182,8 @@ def joint_invariant_groups(model: nn.Module, input_shape: tuple[int, ...], *, ba
             store.clear()
             twin(x)
             p.copy_(saved)
-            changed = [n for n in order if relative_change(store[n][0], base_io[n][0]) > FLOAT64_RTOL]
+            changed = [n for n in order
+                       if relative_change(store[n][0], base_io[n][0]) > FLOAT64_RTOL]
             if changed:
                 groups.setdefault(changed[0], []).append(r.name)
         found = []

@@ -1,4 +1,4 @@
-"""Measure, then judge: named checks, the declared expected failures, and the one place that decides.
+"""Measure, then judge: named checks, the declared expected failures, the one place that decides.
 
 A claim module measures first (trains, probes) and then calls its *judge*: a pure function from the
 recorded measurements (arrays and numbers, plus the sympy prediction) to a
@@ -53,7 +53,7 @@ class ExpectedFailure:
 
     claim: str                           # "C7"
     check: str                           # the non-core Check.name expected to miss
-    condition: str                       # a Check.name in the verdict's ``conditions`` that must hold
+    condition: str                       # a Check.name among the verdict's ``conditions``
     reason: str                          # one or two sentences, for the report
     budgets: tuple[str, ...] | None = None
     models: tuple[str, ...] | None = None

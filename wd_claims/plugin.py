@@ -163,7 +163,7 @@ def thread_count(environ=os.environ, cpu_count: int | None = None) -> int | None
     ``WD_CLAIMS_THREADS=N`` wins (on a machine shared with other jobs, OpenMP threads spin-waiting
     for busy cores made claims 5–10× slower; 1 avoids it); under xdist each worker gets
     ``cores // workers``: two torch processes each using every core slow each other down by one
-    to two orders of magnitude (DESIGN.md).
+    to two orders of magnitude (docs/design.md).
     """
     requested = environ.get(ENV_THREADS, "").strip()
     if requested:

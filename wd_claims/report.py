@@ -313,8 +313,12 @@ def _section(v: Verdict, anchor: str) -> list[str]:
         out.append(f"- resolves: {v.resolves}")
     if v.control:
         c = v.control
-        out.append(f"- negative control: {c.get('description', '')} → measured "
-                   f"{fmt(c.get('measured'))}, **{c.get('status', '?')}** by the same criterion")
+        if c.get("measured") is None and "no control" in str(c.get("status", "")):
+            out.append(f"- negative control: {c.get('description') or c.get('status')}")
+        else:
+            out.append(f"- negative control: {c.get('description', '')} → measured "
+                       f"{fmt(c.get('measured'))}, **{c.get('status', '?')}** by the same "
+                       "criterion")
     if v.test:
         out.append(f"- test: `{v.test}`")
     out.append("")

@@ -25,21 +25,21 @@ START_SCALES = (0.25, 1.0, 4.0)    # ‖w₀‖ multipliers of the scale-invaria
 MOMENTUM = 0.9                     # C4's control: the usual value
 
 
-def _common(budget: Budget, seed: int, data_name: str) -> dict:
-    return dict(steps=budget.steps, batch_size=budget.batch_size, model="resnet8",
+def _common(budget: Budget, seed: int, data_name: str, model: str) -> dict:
+    return dict(steps=budget.steps, batch_size=budget.batch_size, model=model,
                 width=budget.width, seed=seed, augment=budget.augment, data=data_name,
                 n_train=budget.n_train,
                 freeze_non_invariant=bool(budget.extra.get("freeze_non_invariant", False)))
 
 
-def grid_config(budget: Budget, seed: int, data_name: str) -> TrainConfig:
+def grid_config(budget: Budget, seed: int, data_name: str, model: str = "resnet8") -> TrainConfig:
     """K = len(etas)·len(lams) configurations; configuration k = i·len(lams) + j is (η_i, λ_j).
     Starts at ‖w₀‖ × ``budget.extra["grid_init_scale"]`` when the budget sets it (CPU budgets)."""
     pairs = [(e, lam) for e in budget.etas for lam in budget.lams]
     scale = budget.extra.get("grid_init_scale")
     return TrainConfig(etas=tuple(e for e, _ in pairs), lams=tuple(lam for _, lam in pairs),
                        init_scales=None if scale is None else (float(scale),) * len(pairs),
-                       **_common(budget, seed, data_name))
+                       **_common(budget, seed, data_name, model))
 
 
 def middle(budget: Budget) -> tuple[float, float]:
@@ -47,21 +47,23 @@ def middle(budget: Budget) -> tuple[float, float]:
     return budget.etas[len(budget.etas) // 2], budget.lams[len(budget.lams) // 2]
 
 
-def starts_config(budget: Budget, seed: int, data_name: str) -> TrainConfig:
+def starts_config(budget: Budget, seed: int, data_name: str, model: str = "resnet8"
+                  ) -> TrainConfig:
     """Six configurations: (η, λ) then (η, 0), each from START_SCALES; η, λ = :func:`middle`."""
     eta, lam = middle(budget)
     n = len(START_SCALES)
-    common = _common(budget, seed, data_name)
+    common = _common(budget, seed, data_name, model)
     # The grid's full length: the map alone relaxes in ~1/(8ηλ) steps, but x* moves while G
     # drifts early in training; at quick, half the steps left no settled window (C5).
     return TrainConfig(etas=(eta,) * 2 * n, lams=(lam,) * n + (0.0,) * n,
                        init_scales=START_SCALES * 2, **common)
 
 
-def momentum_config(budget: Budget, seed: int, data_name: str) -> TrainConfig:
+def momentum_config(budget: Budget, seed: int, data_name: str, model: str = "resnet8"
+                    ) -> TrainConfig:
     """λ = 0, momentum 0.9, the middle η, the ‖w₀‖/4 start, a quarter of the steps."""
     eta, _ = middle(budget)
-    common = _common(budget, seed, data_name)
+    common = _common(budget, seed, data_name, model)
     common["steps"] = max(8, budget.steps // 4)
     return TrainConfig(etas=(eta,), lams=(0.0,), momentum=MOMENTUM,
                        init_scales=(START_SCALES[0],), **common)
@@ -100,12 +102,13 @@ def run(suite, images, config: TrainConfig) -> TrainResult:
     return _MEMO[key]
 
 
-def results(suite, images, which: str = "grid") -> list[TrainResult]:
-    """One :class:`TrainResult` per seed of the budget for ``which`` ∈ {grid, starts, momentum}."""
+def results(suite, images, which: str = "grid", model: str = "resnet8") -> list[TrainResult]:
+    """One :class:`TrainResult` per seed of the budget for ``which`` ∈ {grid, starts, momentum},
+    of ``model`` (a wd_claims.zoo.MODELS name: the zoo's, or a --model factory's)."""
     make = {"grid": grid_config, "starts": starts_config, "momentum": momentum_config}[which]
     name = images[0].name
     seeds = suite.budget.seeds if which == "grid" else suite.budget.seeds[:1]
-    return [run(suite, images, make(suite.budget, seed, name)) for seed in seeds]
+    return [run(suite, images, make(suite.budget, seed, name, model)) for seed in seeds]
 
 
 # --- what the claims read off a run -----------------------------------------------------------
@@ -115,14 +118,14 @@ LATE = 0.25        # the last quarter of a run is its equilibrium window (≥ 2 
 
 
 def tensor_index(result: TrainResult, name: str | None = None) -> int:
-    """Index along P of ``name`` (default: the concatenation of all 3x3 kernels, Fig. 2's w)."""
-    from wd_claims.train import ALL_3X3
-
-    return result.tensors.index(name or ALL_3X3)
+    """Index along P of ``name`` (default: the joint column, last: all 3x3 kernels, Fig. 2's w,
+    or every scale-invariant tensor of a model without 3x3 kernels; ``result.tensors[-1]``
+    says which)."""
+    return result.tensors.index(name) if name else len(result.tensors) - 1
 
 
 def series(result: TrainResult, metric: str, p: int | None = None):
-    """(K, T) float64 array of ``metric`` for tensor ``p`` (default ALL_3X3)."""
+    """(K, T) float64 array of ``metric`` for tensor ``p`` (default: the joint column)."""
     return result.metrics[metric][:, :, tensor_index(result) if p is None else p]
 
 

@@ -81,7 +81,7 @@ def deviations(setting: dict) -> list[str]:
         out.append(f"batch {setting['batch']} instead of 128")
     if "steps" in setting and setting["steps"] != FIG2["steps"]:
         out.append(f"{setting['steps']} steps instead of 39,100 (100 epochs)")
-    if str(setting.get("trains", "every parameter")) != "every parameter":
+    if str(setting.get("trains", "")).startswith("the scale-invariant tensors only"):
         out.append("only the scale-invariant tensors train (classifier and normalization affine "
                    "frozen)")
     if str(setting.get("start", "default init")) != "default init":

@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the plugin stays importable without torch (inert unless use
 
 
 def load_factory(target: str) -> Callable:
-    """``"package.module:function"`` → the function. Raises ``pytest.UsageError`` with the reason."""
+    """``"package.module:function"`` → the function; ``pytest.UsageError`` with the reason."""
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise pytest.UsageError(f"--model {target!r}: expected MODULE:FACTORY, "

@@ -16,7 +16,7 @@ import sympy as sp
 
 @dataclass
 class Derivation:
-    """A derived expectation: ``exprs`` by name, ``proved`` facts (name → True), printable ``text``."""
+    """A derived expectation: ``exprs`` by name, ``proved`` facts (name → True), its ``text``."""
 
     claim: str
     statement: str
@@ -63,8 +63,8 @@ def _normalize(v: list[sp.Expr], epsilon: sp.Expr = 0) -> list[sp.Expr]:
 def c01_scale_invariance(n: int = 3) -> Derivation:
     """Norm(ρx) = Norm(x) for ε = 0; with ε, the exact and first-order relative deviation.
 
-    ``exprs["relative_deviation"]`` is Norm_ε(ρx)/Norm_ε(x) − 1 as a function of (ρ, ε, σ²), the same
-    for every component; ``exprs["first_order"]`` is its ε-linear term, (ε/2σ²)(1 − 1/ρ²).
+    ``exprs["relative_deviation"]`` is Norm_ε(ρx)/Norm_ε(x) − 1 as a function of (ρ, ε, σ²), the
+    same for every component; ``exprs["first_order"]`` is its ε-linear term, (ε/2σ²)(1 − 1/ρ²).
     """
     v = _vector("x", n)
     scaled, plain = _normalize([rho * vi for vi in v]), _normalize(v)
@@ -91,7 +91,7 @@ def c01_scale_invariance(n: int = 3) -> Derivation:
 
 
 def _scale_invariant_function(n: int) -> tuple[list[sp.Symbol], sp.Expr]:
-    """f(w) = F(w/‖w‖) for an arbitrary (undefined) function F: the most general scale-invariant f."""
+    """f(w) = F(w/‖w‖) for an arbitrary (undefined) F: the most general scale-invariant f."""
     w = _vector("w", n)
     r = sp.sqrt(sum(wi**2 for wi in w))
     F = sp.Function("F")
@@ -126,7 +126,8 @@ def c03_gradient_scaling(n: int = 3) -> Derivation:
         exprs={"norm_at_rho": norm_at_rho, "loglog_slope": sp.simplify(slope),
                "limit_rho_to_0": sp.limit(norm_at_rho, rho, 0, "+")},
         proved={"rho * grad f(rho w) - grad f(w) == 0": homogeneous,
-                "lim_{rho->0} ||grad f(rho w)|| == oo": sp.limit(norm_at_rho, rho, 0, "+") == sp.oo},
+                "lim_{rho->0} ||grad f(rho w)|| == oo":
+                    sp.limit(norm_at_rho, rho, 0, "+") == sp.oo},
     )
 
 

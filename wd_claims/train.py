@@ -73,7 +73,9 @@ from wd_claims.data import DeviceData, augment, epoch_indices
 from wd_claims.invariance import NoScaleInvariantTensor, scale_invariant_names
 from wd_claims.zoo import MODELS, factory_identity
 
-ALL_3X3 = "all 3x3 conv kernels"
+ALL_3X3 = "all 3x3 conv kernels"                 # the joint column: Fig. 2's w …
+ALL_INVARIANT = "all scale-invariant tensors"    # … or, for a model without 3x3 kernels, every
+JOINT_LABELS = (ALL_3X3, ALL_INVARIANT)          # scale-invariant tensor (and the label says so)
 METRICS_KTP = ("sqnorm", "gnorm", "cos_gw", "cos_step", "du_pred", "du_resid", "du_resid_article")
 METRICS_KT = ("loss", "accuracy")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -194,12 +196,21 @@ def build_model(config: TrainConfig) -> nn.Module:
 
 
 def tracked_tensors(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[str], list[str]]:
-    """(invariant, kernels_3x3): the scale-invariant parameter names in ``named_parameters`` order
-    and those among them that are 3x3 convolution kernels (together they form ALL_3X3)."""
+    """(invariant, joint): the scale-invariant parameter names in ``named_parameters`` order and
+    those that form the joint column: the 3x3 convolution kernels (Fig. 2's w, ALL_3X3), or every
+    scale-invariant tensor when the model has no 3x3 kernel (ALL_INVARIANT; see joint_label)."""
     invariant = scale_invariant_names(model, input_shape)
     conv3 = {f"{name}.weight" for name, m in model.named_modules()
              if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)}
-    return invariant, [n for n in invariant if n in conv3]
+    return invariant, [n for n in invariant if n in conv3] or list(invariant)
+
+
+def joint_label(joint: list[str], model: nn.Module) -> str:
+    """ALL_3X3 when the joint column holds ``model``'s 3x3 kernels, ALL_INVARIANT when it fell
+    back to every scale-invariant tensor (:func:`tracked_tensors`)."""
+    conv3 = {f"{name}.weight" for name, m in model.named_modules()
+             if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)}
+    return ALL_3X3 if conv3 & set(joint) else ALL_INVARIANT
 
 
 @dataclass(frozen=True)
@@ -222,8 +233,12 @@ class Segments:
 
 
 def uses_channels_last(model: nn.Module, dtype: torch.dtype) -> bool:
-    """channels_last pays for float32 convolutional networks only (see the module docstring)."""
-    return dtype == torch.float32 and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    """channels_last pays for float32 convolutional networks only (docs/performance.md), and is
+    used only when every convolution has at least 8 output channels: with 4 (ResNet-8 at width
+    4), oneDNN's channels_last backward crashes the process (segmentation fault, torch 2.14.1 on
+    the CPU; the NCHW layout runs)."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return dtype == torch.float32 and bool(convs) and min(m.out_channels for m in convs) >= 8
 
 
 # --- the metrics -----------------------------------------------------------------------------
@@ -430,7 +445,8 @@ def _on(data: DeviceData | None, device: str) -> DeviceData | None:
 
 
 def _setup(config: TrainConfig, device: torch.device):
-    """(replicas, tracked tensor names, Segments, channels_last) for a run of ``config``."""
+    """(replicas, tracked tensor names, Segments, channels_last, the joint column's label) for a
+    run of ``config``."""
     base = build_model(config)          # on the CPU: the invariance probe's inputs live there
     invariant, kernels_3x3 = _tracked_for(MODELS[config.model], config.model, config.width,
                                           config.seed, config.norm_eps, config.dtype)
@@ -448,7 +464,7 @@ def _setup(config: TrainConfig, device: torch.device):
                              config.momentum) for k in range(config.k)]
     segments = Segments.build([params[n].numel() for n in invariant],
                               [n in kernels_3x3 for n in invariant], device)
-    return replicas, invariant, segments, channels_last
+    return replicas, invariant, segments, channels_last, joint_label(kernels_3x3, base)
 
 
 @functools.lru_cache(maxsize=64)
@@ -488,7 +504,7 @@ def _forward(config: TrainConfig, device: torch.device):
 def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | None,
          progress: bool) -> TrainResult:
     device = train_data.x.device
-    replicas, invariant, segments, channels_last = _setup(config, device)
+    replicas, invariant, segments, channels_last, label = _setup(config, device)
     n_tracked = segments.index.numel()
     recorder = Recorder(config, len(invariant) + 1, device)
     checkpoints = {}
@@ -533,7 +549,7 @@ def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | No
         bar.update()
     bar.close()
     checkpoints[config.steps] = [state_arrays(r.model) for r in replicas]
-    result = TrainResult(config, invariant + [ALL_3X3], recorder.metrics,
+    result = TrainResult(config, invariant + [label], recorder.metrics,
                          recorder.diverged_messages(), checkpoints)
     if config.evaluate:
         sets = {"train_eval": train_data, "test": test_data}
@@ -688,7 +704,7 @@ def result_from_arrays(config: TrainConfig, has_test: bool, arrays: dict[str, np
     """Inverse of :func:`result_arrays`; KeyError/ValueError when anything is missing or has the
     wrong shape (then the cache entry is not trusted)."""
     tensors, k, t = list(meta["tensors"]), config.k, config.steps
-    if not tensors or tensors[-1] != ALL_3X3 or len(meta["diverged"]) != k:
+    if not tensors or tensors[-1] not in JOINT_LABELS or len(meta["diverged"]) != k:
         raise ValueError("tracked tensors or divergence record malformed")
     expect = {f"metrics/{m}": (k, t, len(tensors)) for m in METRICS_KTP}
     expect.update({f"metrics/{m}": (k, t) for m in METRICS_KT})

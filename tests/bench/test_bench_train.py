@@ -43,7 +43,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 STEPS = 200 if DEVICE == "cuda" else 16     # per configuration; CPU: the session stays ≲ 2 min
 N_IMAGES = BATCH * STEPS
 # Threads for both loops: WD_BENCH_THREADS, default 1. On a shared machine two threads per process
-# spin-wait against the other processes (DESIGN.md, "Threads": a run 50x slower was seen here);
+# spin-wait against the other processes (docs/design.md, "Threads": a run 50x slower was seen here);
 # on a machine of one's own set WD_BENCH_THREADS to the number of cores.
 THREADS = int(os.environ.get("WD_BENCH_THREADS", "1"))
 RESULTS: dict[str, float] = {}

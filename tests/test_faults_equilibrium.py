@@ -1,0 +1,94 @@
+"""Power of C5 (equilibrium) and C7 (Fig. 2 scaling): each injected fault makes the claim FAIL.
+
+The faults are realistic bugs fed to the judges as perturbed copies of the measurements the
+committed sample report recorded (``tests/faults.py``): a factor-2 slip in the weight-decay
+convention, the mean of G where its RMS is needed, weight decay switched off, a wrong exponent,
+a widened interval.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.faults import SAMPLE, claim, perturbed, recorded, status
+
+c05 = claim("test_c05_equilibrium")
+c07 = claim("test_c07_fig2_sqrt_scaling")
+
+
+def recorded_status(claim_id: str) -> str:
+    """The status the sample report gave ``claim_id`` on ResNet-8."""
+    verdicts = json.loads((SAMPLE.parent / "latest.json").read_text())
+    (v,) = [v for v in verdicts if v["id"] == claim_id and v["context"].get("model") == "resnet8"]
+    return v["status"]
+
+
+@pytest.fixture(scope="module")
+def m5():
+    return recorded("C5-resnet8")
+
+
+@pytest.fixture(scope="module")
+def m7():
+    return recorded("C7-resnet8")
+
+
+def test_c5_judges_the_recorded_measurements_as_the_report_did(m5):
+    assert status(c05.judge(m5))[0] == recorded_status("C5")
+
+
+def test_c5_fails_when_weight_decay_is_passed_to_torch_as_lambda_instead_of_two_lambda(m5):
+    # the runs then trained with λ/2: the judge, told λ, predicts x* too small by √2
+    slipped = perturbed(m5, grid_lams=lambda v: 2 * v, starts_lams=lambda v: 2 * v)
+    assert status(c05.judge(slipped))[0] == "fail"
+
+
+def test_c5_fails_when_the_mean_of_G_replaces_its_rms(m5, monkeypatch):
+    monkeypatch.setattr(c05, "block_rms", lambda G: c05.stats.block_means(G, c05.N_BLOCKS))
+    verdict = c05.judge(m5)
+    assert status(verdict)[0] == "fail", status(verdict)[1]
+
+
+def test_c5_fails_when_weight_decay_is_switched_off(m5):
+    # what a λ = 0 run records, labelled with the λ it should have trained with
+    off = np.flatnonzero(m5["starts_lams"] == 0)
+    on = np.flatnonzero(m5["starts_lams"] > 0)
+    sx, sG = m5["starts_x"].copy(), m5["starts_G"].copy()
+    sx[on], sG[on] = sx[off], sG[off]
+    assert status(c05.judge(perturbed(m5, starts_x=sx, starts_G=sG)))[0] == "fail"
+
+
+def test_c5_fails_when_the_fixed_point_is_off_by_a_few_percent(m5):
+    assert status(c05.judge(perturbed(m5, grid_x=lambda x: 1.1 * x)))[0] == "fail"
+
+
+def test_c7_judges_the_recorded_measurements_as_the_report_did(m7):
+    assert status(c07.judge(m7))[0] == recorded_status("C7")
+
+
+@pytest.mark.parametrize("wrong", [0.25, 0.4, 0.6, 1.0])
+def test_c7_fails_for_a_wrong_exponent(m7, wrong):
+    assert status(c07.judge(m7, exponent=wrong))[0] == "fail"
+
+
+def test_c7_fails_when_the_norm_follows_another_power_of_eta_over_lambda(m7):
+    bent = perturbed(m7, xbar=lambda x: x * (m7["etas"] / m7["lams"]) ** 0.15)
+    assert status(c07.judge(bent))[0] == "fail"
+
+
+def test_c7_fails_when_weight_decay_is_passed_to_torch_as_lambda_instead_of_two_lambda(m7):
+    assert status(c07.judge(perturbed(m7, lams=lambda v: 2 * v)))[0] == "fail"
+
+
+def test_c7_fails_when_its_interval_is_widened(m7, monkeypatch):
+    ols = c07.stats.ols
+
+    def widened(y, regressors, **kw):  # a t-interval computed with 5× the standard error
+        fit = ols(y, regressors, **kw)
+        half = (fit.ci[:, 1] - fit.ci[:, 0]) / 2
+        ci = np.column_stack([fit.coef - 5 * half, fit.coef + 5 * half])
+        return type(fit)(fit.coef, 5 * fit.stderr, ci, fit.df, fit.level, fit.names)
+
+    monkeypatch.setattr(c07.stats, "ols", widened)
+    assert status(c07.judge(m7))[0] == "fail"
