@@ -62,18 +62,16 @@ def rounding_bound(x, gnorm, eta, n_elements, u):
 
 
 def tensor_sizes(result) -> np.ndarray:
-    """Number of entries of each tracked tensor (from the shapes in the final checkpoint)."""
+    """Number of entries of each tracked tensor (from the shapes in the final checkpoint); the
+    joint column (last) holds the 3x3 kernels among them, or all of them (its label says)."""
     from wd_claims.train import ALL_3X3
 
     state = result.checkpoints[max(result.checkpoints)][0]
-    sizes = []
-    for name in result.tensors:
-        if name == ALL_3X3:
-            sizes.append(sum(int(np.prod(v.shape)) for k, v in state.items()
-                             if v.ndim == 4 and v.shape[-1] == 3))
-        else:
-            sizes.append(int(np.prod(state[name].shape)))
-    return np.array(sizes)
+    names = result.tensors[:-1]
+    sizes = [int(np.prod(state[n].shape)) for n in names]
+    in_joint = [result.tensors[-1] != ALL_3X3 or tuple(state[n].shape[-2:]) == (3, 3)
+                for n in names]
+    return np.array(sizes + [sum(s for s, j in zip(sizes, in_joint, strict=True) if j)])
 
 
 def _series(result, ks):
@@ -193,7 +191,7 @@ def judge(m: dict) -> Verdict:
         tables=["\n".join(rows)],
         notes=[f"tensors checked: {len(names)} (every scale-invariant kernel and their 3x3 "
                "concatenation)"],
-        context={"model": "resnet8"})
+        context={"model": str(m.get("model", "resnet8"))})
 
 
 def figure(m, suite):
@@ -214,16 +212,18 @@ def figure(m, suite):
     ax[0].legend(fontsize=7)
     ax[1].legend(fontsize=6)
     fig.tight_layout()
-    path = save_figure(fig, suite.report_dir, "C4-resnet8.png")
+    path = save_figure(fig, suite.report_dir, f"C4-{m.get('model', 'resnet8')}.png")
     plt.close(fig)
     return path
 
 
+@pytest.mark.models("resnet8")
 def test_without_weight_decay_each_step_adds_exactly_eta_squared_grad_squared(
-        suite, images, record_verdict):
-    (result,) = runs.results(suite, images, "starts")
-    (momentum,) = runs.results(suite, images, "momentum")
+        suite, images, record_verdict, model_spec):
+    (result,) = runs.results(suite, images, "starts", model_spec.name)
+    (momentum,) = runs.results(suite, images, "momentum", model_spec.name)
     m = measure(result, momentum)
+    m["model"] = model_spec.name
     v = judge(m)
     v.context["data"] = images[0].name
     v.figures = [figure(m, suite)]

@@ -54,13 +54,13 @@ OUTSIDE_ALLOWED = 0.05  # a settled trajectory may leave its band on ≤ 5 % of 
 
 # --- measurement ----------------------------------------------------------------------------
 
-def measure(suite, images) -> dict:
+def measure(suite, images, model: str = "resnet8") -> dict:
     """The grid's window series and the starts' whole series of ‖w‖² and G_t (all 3x3 kernels).
 
     grid_x, grid_G: (K, W); starts_x, starts_G: (6, T), configurations (η, λ) × ‖w₀‖ × ¼, 1, 4
     then the same at λ = 0."""
-    grid = runs.results(suite, images, "grid")
-    (starts,) = runs.results(suite, images, "starts")
+    grid = runs.results(suite, images, "grid", model)
+    (starts,) = runs.results(suite, images, "starts", model)
     window = stats.late_window(grid[0].config.steps, runs.LATE)
     return {
         "grid_etas": np.concatenate([r.config.etas for r in grid]),
@@ -72,7 +72,8 @@ def measure(suite, images) -> dict:
         "starts_lams": np.asarray(starts.config.lams),
         "starts_scales": np.asarray(starts.config.init_scales),
         "starts_x": runs.series(starts, "sqnorm"), "starts_G": runs.grad_norm_on_sphere(starts),
-        "late_fraction": runs.LATE, "model": "resnet8", "data": images[0].name,
+        "late_fraction": runs.LATE, "model": model, "joint": grid[0].tensors[-1],
+        "data": images[0].name,
     }
 
 
@@ -226,8 +227,8 @@ def judge(m: dict) -> Verdict:
                  f"{-np.expm1(-_rms_over_mean(m['grid_G'])):.1%}); one configuration off by "
                  f"{np.expm1(float(g['allowance'].max())):.1%}",
         tables=["\n".join(rows), "\n".join(settle_rows)],
-        notes=[f"equilibrium window: the last {float(m['late_fraction']):.0%} of each run; "
-               "G_t = ‖g_t‖·‖w_t‖; x* from the RMS of G_t per block",
+        notes=[f"w = {m['joint']}; equilibrium window: the last {float(m['late_fraction']):.0%} "
+               "of each run; G_t = ‖g_t‖·‖w_t‖; x* from the RMS of G_t per block",
                "from far above, x ← (1−2ηλ)²x decays at 4ηλ per step, half the linear rate near "
                "x*"],
         context={"model": str(m["model"]), "data": str(m["data"]),
@@ -252,22 +253,25 @@ def figure(m: dict, report_dir) -> str:
     k = int(np.flatnonzero(m["starts_lams"] > 0)[1])  # the default start
     ax.axhline(x_star(stats.rms(m["starts_G"][k, window]), m["starts_etas"][k],
                       m["starts_lams"][k]), color="k", lw=1, label="x* from the late G (sympy)")
-    ax.set(xlabel="step", ylabel="‖w_t‖² (all 3x3 kernels)", yscale="log",
+    ax.set(xlabel="step", ylabel=f"‖w_t‖² ({m['joint']})", yscale="log",
            title=f"η = {m['starts_etas'][0]:.3g}: three starts, with and without λ")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = save_figure(fig, report_dir, "C5-resnet8.png")
+    path = save_figure(fig, report_dir, f"C5-{m['model']}.png")
     plt.close(fig)
     return path
 
 
-def test_norm_settles_at_the_derived_fixed_point_from_any_start(suite, images, record_verdict):
+@pytest.mark.models("resnet8")
+def test_norm_settles_at_the_derived_fixed_point_from_any_start(suite, images, record_verdict,
+                                                                 model_spec):
     derivation = theory.c05_equilibrium()
     assert all(derivation.proved.values()), derivation.text
-    m = measure(suite, images)
+    m = measure(suite, images, model_spec.name)
     verdict = judge(m)
     verdict.figures = [figure(m, suite.report_dir)]
-    verdict.setting = setting.merge(
-        [setting.of_run(r.config, images[0].name) for r in runs.results(suite, images, "grid")]
-        + [setting.of_run(runs.results(suite, images, "starts")[0].config, images[0].name)])
+    model_runs = (runs.results(suite, images, "grid", model_spec.name)
+                  + runs.results(suite, images, "starts", model_spec.name))
+    verdict.setting = setting.merge([setting.of_run(r.config, images[0].name, w=str(m["joint"]))
+                                     for r in model_runs])
     record_verdict(verdict, measurements=m)

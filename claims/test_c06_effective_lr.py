@@ -158,7 +158,7 @@ def judge(m: dict) -> Verdict:
         notes=["f is read off the two recorded residuals: R_exact² − R_article² = "
                "(a−1)p(2τ − (1+a)p), τ the measured tangential component of u' − u",
                f"order of the article factor's residual (reported): {slopes['article']}"],
-        context={"model": "resnet8"})
+        context={"model": str(m.get("model", "resnet8"))})
 
 
 def figure(m, suite):
@@ -174,15 +174,17 @@ def figure(m, suite):
            title="direction-update residual: exact factor is second order")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = save_figure(fig, suite.report_dir, "C6-resnet8.png")
+    path = save_figure(fig, suite.report_dir, f"C6-{m.get('model', 'resnet8')}.png")
     plt.close(fig)
     return path
 
 
+@pytest.mark.models("resnet8")
 def test_direction_update_error_is_second_order_in_the_effective_learning_rate(
-        suite, images, record_verdict):
-    results = runs.results(suite, images, "grid")
+        suite, images, record_verdict, model_spec):
+    results = runs.results(suite, images, "grid", model_spec.name)
     m = measure(results)
+    m["model"] = model_spec.name
     v = judge(m)
     v.context["data"] = images[0].name
     v.figures = [figure(m, suite)]

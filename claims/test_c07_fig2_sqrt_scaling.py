@@ -45,11 +45,11 @@ SPREAD_FACTOR = 0.5  # "far less": the ratio keeps at most half of ‖w*‖²'s 
                      # √(η/λ) accounts for at least 3/4 of the variance of log ‖w*‖²
 
 
-def measure(suite, images) -> dict:
+def measure(suite, images, model: str = "resnet8") -> dict:
     """Per configuration of the grid (all seeds): η, λ, seed, x̄ (mean ‖w‖²) and G (RMS of G_t)
     over the window, c² = Var(G_t²)/G⁴ there; and the first seed's ‖w_t‖² series (K, T) for the
     figure."""
-    grid = runs.results(suite, images, "grid")
+    grid = runs.results(suite, images, "grid", model)
     window = stats.late_window(grid[0].config.steps, runs.LATE)
     G = np.concatenate([runs.grad_norm_on_sphere(r)[:, window] for r in grid])
     return {
@@ -61,7 +61,8 @@ def measure(suite, images) -> dict:
         "G": stats.rms(G), "c2": np.nanvar(G**2, axis=1) / np.nanmean(G**2, axis=1) ** 2,
         "series": runs.series(grid[0], "sqnorm"), "steps": grid[0].config.steps,
         "epochs_per_step": grid[0].config.batch_size / max(grid[0].config.n_train, 1),
-        "model": "resnet8", "width": grid[0].config.width, "data": images[0].name,
+        "model": model, "joint": grid[0].tensors[-1], "width": grid[0].config.width,
+        "data": images[0].name,
     }
 
 
@@ -173,23 +174,25 @@ def figure(m: dict, report_dir) -> str:
                      label=f"η={etas[k]:.3g}, λ={lams[k]:.3g}")
         ax[0].plot(epochs, x[k], **style)
         ax[1].plot(epochs, x[k] / np.sqrt(etas[k] / lams[k]), **style)
-    ax[0].set(xlabel="epoch", ylabel="‖w_t‖²", yscale="log", title="‖w_t‖², all 3x3 conv kernels")
+    ax[0].set(xlabel="epoch", ylabel="‖w_t‖²", yscale="log", title=f"‖w_t‖², {m['joint']}")
     ax[1].set(xlabel="epoch", ylabel="‖w_t‖² / √(η/λ)", yscale="log", title="‖w_t‖² / √(η/λ)")
     ax[1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"ResNet-8 (width {int(m['width'])}), first seed", fontsize=9)
+    fig.suptitle(f"{m['model']} (width {int(m['width'])}), first seed", fontsize=9)
     fig.tight_layout()
-    path = save_figure(fig, report_dir, "C7-resnet8.png")
+    path = save_figure(fig, report_dir, f"C7-{m['model']}.png")
     plt.close(fig)
     return path
 
 
+@pytest.mark.models("resnet8")
 def test_equilibrium_norm_scales_as_the_square_root_of_eta_over_lambda(
-        suite, images, record_verdict):
+        suite, images, record_verdict, model_spec):
     derivation = theory.c07_norm_scaling()
     assert all(derivation.proved.values()), derivation.text
-    m = measure(suite, images)
+    m = measure(suite, images, model_spec.name)
     verdict = judge(m)
     verdict.figures = [figure(m, suite.report_dir)]
-    verdict.setting = setting.merge([setting.of_run(r.config, images[0].name)
-                                     for r in runs.results(suite, images, "grid")])
+    verdict.setting = setting.merge([setting.of_run(r.config, images[0].name, w=str(m["joint"]))
+                                     for r in runs.results(suite, images, "grid",
+                                                           model_spec.name)])
     record_verdict(verdict, measurements=m)

@@ -198,7 +198,7 @@ def judge(m: dict) -> Verdict:
                f"divided out: {_ci(fixed_G)}",
                "G_eff = √(x̄·mean(G²/x)) is the G of the map x' = (1−2ηλ)²x + η²G²/x averaged "
                "over the window (the RMS of G_t is recorded beside it as G_rms)"],
-        context={"model": "resnet8"})
+        context={"model": str(m.get("model", "resnet8"))})
 
 
 def figure(m, suite):
@@ -217,16 +217,18 @@ def figure(m, suite):
     ax[1].set(xlabel="ηλ", ylabel="per-step angle (rad)", title="the angle scales as √(ηλ)")
     ax[1].legend(fontsize=7)
     fig.tight_layout()
-    path = save_figure(fig, suite.report_dir, "C8-resnet8.png")
+    path = save_figure(fig, suite.report_dir, f"C8-{m.get('model', 'resnet8')}.png")
     plt.close(fig)
     return path
 
 
+@pytest.mark.models("resnet8")
 def test_effective_lr_times_G_and_the_step_angle_scale_as_sqrt_eta_lambda(
-        suite, images, record_verdict):
-    results = runs.results(suite, images, "grid")
-    (momentum,) = runs.results(suite, images, "momentum")
+        suite, images, record_verdict, model_spec):
+    results = runs.results(suite, images, "grid", model_spec.name)
+    (momentum,) = runs.results(suite, images, "momentum", model_spec.name)
     m = measure(results, momentum)
+    m["model"] = model_spec.name
     v = judge(m)
     v.context["data"] = images[0].name
     v.figures = [figure(m, suite)]

@@ -58,12 +58,12 @@ KINDS = {"two_steps_independent": "independent batches at w₀ (the article)",
          "two_steps_real": "two real consecutive steps"}
 
 
-def run_config(budget, data: DeviceData) -> TrainConfig:
+def run_config(budget, data: DeviceData, model: str = "resnet8") -> TrainConfig:
     """One epoch of ResNet-8 at the budget grid's middle (η, λ), checkpoints at start and end."""
     steps = len(data) // budget.batch_size
     eta, lam = budget.etas[len(budget.etas) // 2], budget.lams[len(budget.lams) // 2]
     return TrainConfig(etas=(eta,), lams=(lam,), steps=steps, batch_size=budget.batch_size,
-                       model="resnet8", width=budget.width, seed=0, augment=budget.augment,
+                       model=model, width=budget.width, seed=0, augment=budget.augment,
                        checkpoints=(0, steps), data=data.name, n_train=len(data))
 
 
@@ -174,7 +174,7 @@ def judge(m: dict) -> Verdict:
                "covariance); the bootstrap holds D̄ fixed (an O(1/n) effect)",
                "with BN a batch gradient is not exactly a mean of per-example gradients, so "
                "2(N−b)/(N−2b) is itself approximate (non-core)"],
-        context={"model": "resnet8", "dtype": "float32", "seed": 0})
+        context={"model": str(m.get("model", "resnet8")), "dtype": "float32", "seed": 0})
 
 
 def plot(m: dict, v_level: float, report_dir, title: str) -> str:
@@ -198,24 +198,27 @@ def plot(m: dict, v_level: float, report_dir, title: str) -> str:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    figure = save_figure(fig, report_dir, "C9-resnet8.png")
+    figure = save_figure(fig, report_dir, f"C9-{m.get('model', 'resnet8')}.png")
     plt.close(fig)
     return figure
 
 
+@pytest.mark.models("resnet8")
 def test_one_double_step_has_twice_the_noise_variance_of_two_single_steps(suite, images,
-                                                                           record_verdict):
+                                                                           record_verdict,
+                                                                           model_spec):
     budget = suite.budget
     train_images, _ = images
     data = DeviceData.from_images(train_images, suite.device)
-    config = run_config(budget, data)
+    config = run_config(budget, data, model_spec.name)
     run = train(config, data, device=suite.device,
                 cache=Cache(suite.cache_dir, fresh=suite.fresh), progress=False)
     m = measure(run, data, budget.probe_batch, DRAWS[budget.name])
+    m["model"] = model_spec.name
     v = judge(m)
     level = 1 - ALPHA / len(config.checkpoints)
     v.figures = [plot(m, level, suite.report_dir,
-                      f"C9: ResNet-8 w{budget.width}, η = {config.etas[0]:.3g}, N = "
+                      f"C9: {model_spec.name} w{budget.width}, η = {config.etas[0]:.3g}, N = "
                       f"{m['n_pool']}, b = {m['batch']}, {m['draws']} draws, "
                       f"{100 * level:.1f} % BCa")]
     v.setting = setting.of_run(config, data.name, probe=f"pool of N = {m['n_pool']} training "

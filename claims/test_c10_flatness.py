@@ -60,7 +60,7 @@ from wd_claims.judge import Check
 from wd_claims.probes import sharpness_on_sphere
 from wd_claims.report import Verdict, fmt, save_figure
 from wd_claims.setting import merge, of_run
-from wd_claims.train import ALL_3X3, TrainConfig, train
+from wd_claims.train import TrainConfig, train
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
@@ -105,10 +105,10 @@ def grid(budget) -> tuple[list[float], list[float], list[str]]:
     return etas, lams, ["main"] * N_LAMS + ["control"] * 2
 
 
-def c10_config(budget, seed: int, data_name: str) -> TrainConfig:
+def c10_config(budget, seed: int, data_name: str, model: str = "resnet8") -> TrainConfig:
     etas, lams, _ = grid(budget)
     return TrainConfig(etas=tuple(etas), lams=tuple(lams), steps=setting(budget).steps,
-                       batch_size=budget.batch_size, model="resnet8", width=budget.width,
+                       batch_size=budget.batch_size, model=model, width=budget.width,
                        seed=seed, augment=budget.augment, data=data_name, n_train=budget.n_train,
                        freeze_non_invariant=True)
 
@@ -126,7 +126,7 @@ def measure_one(result, k: int, x, y, s: Setting, stability: bool) -> dict:
     stability product λ_max(D^½PHPD^½), D = diag(η_e,i): the sharpness each tensor's own η_e
     sees (per-tensor η_e differ up to ~10×, so no single η_e times the sharpness is exact); its
     Lanczos run starts from the sharpness's Ritz vector (D^-½v), which saves products."""
-    names = [n for n in result.tensors if n != ALL_3X3]
+    names = list(result.tensors[:-1])  # the tracked tensors (the joint column is last)
     model = result.model(k)
     eta, lam = result.config.etas[k], result.config.lams[k]
     sharp = sharpness_on_sphere(model, x, y, names, dtype=s.dtype, tol=s.tol, ncv=s.ncv)
@@ -268,7 +268,7 @@ def judge(m: dict) -> Verdict:
                f" Spearman ρ = {e_rho:.2f}, one-sided permutation p = {e_p:.3g}",
                "generalization gap: test − train loss and accuracy in the table (BN in eval "
                "mode)"],
-        context={"model": "resnet8", "dtype": "float32",
+        context={"model": str(m.get("model", "resnet8")), "dtype": "float32",
                  "seed": sorted({int(v) for v in m["seed"]})})
 
 
@@ -291,13 +291,15 @@ def plot(m: dict, report_dir, title: str) -> str:
            ylabel="top eigenvalue of the sphere Hessian", title=title)
     ax.legend(fontsize=6.5)
     fig.tight_layout()
-    figure = save_figure(fig, report_dir, "C10-resnet8.png")
+    figure = save_figure(fig, report_dir, f"C10-{m.get('model', 'resnet8')}.png")
     plt.close(fig)
     return figure
 
 
+@pytest.mark.models("resnet8")
 def test_sharpness_falls_as_weight_decay_raises_the_effective_learning_rate(suite, images,
-                                                                            record_verdict):
+                                                                            record_verdict,
+                                                                            model_spec):
     s = setting(suite.budget)
     train_images, test_images = images
     train_data = DeviceData.from_images(train_images, suite.device)
@@ -307,10 +309,12 @@ def test_sharpness_falls_as_weight_decay_raises_the_effective_learning_rate(suit
 
     cache = Cache(suite.cache_dir, fresh=suite.fresh)
     _, _, roles = grid(suite.budget)
-    configs = {seed: c10_config(suite.budget, seed, train_data.name) for seed in s.seeds}
+    configs = {seed: c10_config(suite.budget, seed, train_data.name, model_spec.name)
+               for seed in s.seeds}
     results = {seed: train(c, train_data, test_data, device=suite.device, cache=cache)
                for seed, c in configs.items()}
     m = measure(results, x, y, s, roles)
+    m["model"] = model_spec.name
     v = judge(m)
     v.figures = [plot(m, suite.report_dir,
                       f"C10: sharpness on the unit sphere at the end of training ({s.steps} "

@@ -39,7 +39,7 @@ from wd_claims import runs, setting, stats, theory  # noqa: E402
 from wd_claims.config import torch_weight_decay  # noqa: E402
 from wd_claims.judge import Check  # noqa: E402
 from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
-from wd_claims.train import ALL_3X3, TrainConfig  # noqa: E402
+from wd_claims.train import TrainConfig  # noqa: E402
 
 pytestmark = pytest.mark.e01
 
@@ -61,13 +61,13 @@ def pairs(budget) -> list[tuple[float, float]]:
     return [(eta, budget.lams[0]), (eta, budget.lams[1])]
 
 
-def config(budget, mu: float, data_name: str) -> TrainConfig:
+def config(budget, mu: float, data_name: str, model: str = "resnet8") -> TrainConfig:
     """One engine run: the two (η, λ) of :func:`pairs` with momentum μ (cached by its hash)."""
     cpu = budget.name != "full"
     ps = pairs(budget)
     return TrainConfig(etas=tuple(e for e, _ in ps), lams=tuple(lam for _, lam in ps),
                        steps=STEPS.get(budget.name, budget.steps), batch_size=budget.batch_size,
-                       model="resnet8", width=CPU_WIDTH if cpu else budget.width,
+                       model=model, width=CPU_WIDTH if cpu else budget.width,
                        seed=budget.seeds[0], momentum=mu, augment=budget.augment,
                        init_scales=(INIT_SCALE,) * len(ps) if cpu else None,
                        freeze_non_invariant=bool(budget.extra.get("freeze_non_invariant")),
@@ -76,16 +76,16 @@ def config(budget, mu: float, data_name: str) -> TrainConfig:
 
 # --- measure ---------------------------------------------------------------------------------
 
-def measure(suite, images) -> dict:
+def measure(suite, images, model: str = "resnet8") -> dict:
     """Train one engine run per μ (two (η, λ) each) and keep, per configuration (row r) and
     step, the series of all 3x3 kernels together: cos θ_t, x_t = ‖w_t‖², ‖g_t‖, cos(g_t, w_t),
     and cos θ_t, x_t per tensor ((R, T, P) arrays)."""
     rows = {k: [] for k in ("mu", "eta", "lam", "cos", "x", "gnorm", "cos_gw", "cos_p", "x_p")}
     tensors = []
     for mu in MOMENTA:
-        r = runs.run(suite, images, config(suite.budget, mu, images[0].name))
-        p_all = r.tensors.index(ALL_3X3)
-        tensors = [t for t in r.tensors if t != ALL_3X3]
+        r = runs.run(suite, images, config(suite.budget, mu, images[0].name, model))
+        p_all = len(r.tensors) - 1                  # the joint column (all 3x3 kernels)
+        tensors = list(r.tensors[:-1])
         others = [r.tensors.index(t) for t in tensors]
         for k, (eta, lam) in enumerate(zip(r.config.etas, r.config.lams, strict=True)):
             rows["mu"].append(mu)
@@ -97,8 +97,8 @@ def measure(suite, images) -> dict:
             rows["cos_p"].append(r.metrics["cos_step"][k][:, others])
             rows["x_p"].append(r.metrics["sqnorm"][k][:, others])
     out = {k: np.asarray(v, dtype=float) for k, v in rows.items()}
-    out.update(tensors=np.asarray(tensors), model="resnet8", data=images[0].name,
-               width=config(suite.budget, 0.0, images[0].name).width)
+    out.update(tensors=np.asarray(tensors), model=model, data=images[0].name,
+               width=config(suite.budget, 0.0, images[0].name, model).width)
     return out
 
 
@@ -267,7 +267,7 @@ def judge(m: dict, derivation_=None) -> Verdict:
                "interval (Bonferroni over every tensor and configuration) contains 0; reported, "
                "not judged",
                "long-time relaxation ≈ (1−μ)/(8ηλ) steps (sympy: C5's rate at η/(1−μ))"],
-        context={"model": "resnet8", "data": m["data"], "steps": int(m["cos"].shape[1]),
+        context={"model": str(m["model"]), "data": m["data"], "steps": int(m["cos"].shape[1]),
                  "width": int(m["width"]),
                  "optimizer": "torch.optim.SGD(momentum=μ, weight_decay=2λ)"})
 
@@ -289,16 +289,18 @@ def figure(m, v, report_dir):
            title="momentum: the equilibrium angle shrinks by √(1+μ)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = save_figure(fig, report_dir, "E1-resnet8.png")
+    path = save_figure(fig, report_dir, f"E1-{m['model']}.png")
     plt.close(fig)
     return path
 
 
+@pytest.mark.models("resnet8")
 def test_momentum_sgd_equilibrium_angle_is_sqrt_of_2_eta_wd_over_1_plus_mu(
-        suite, images, record_verdict):
-    m = measure(suite, images)
+        suite, images, record_verdict, model_spec):
+    m = measure(suite, images, model_spec.name)
     v = judge(m)
     v.figures = [figure(m, v, suite.report_dir)]
-    v.setting = setting.merge([setting.of_run(config(suite.budget, mu, images[0].name),
-                                              images[0].name) for mu in MOMENTA])
+    v.setting = setting.merge([setting.of_run(config(suite.budget, mu, images[0].name,
+                                                     model_spec.name), images[0].name)
+                               for mu in MOMENTA])
     record_verdict(v, measurements=m)

@@ -123,3 +123,12 @@ def test_e2_the_coupled_decay_formula_applied_to_decoupled_decay_fails(kind):
     coupled = (1 + mu - eta * lw) * sp.exp(dl / 2) / (mu + sp.exp(dl))
     verdict = E2.judge(e2(kind), derivation_=with_expr(E2.derivation(), cos_drift=coupled))
     assert status(verdict)[0] == "fail"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_e2_the_radial_share_with_its_sign_flipped_fails(kind):
+    """c → −c (u = (w_{t+1} − a·w_t)/η, the update's sign slipped): the norm balance then
+    predicts the wrong angle, and AdamW's declared cause (c < 0 shrinks θ) no longer holds."""
+    verdict = E2.judge(perturbed(e2(kind), rho=lambda r: -r, cos_uw=lambda c: -c))
+    assert status(verdict)[0] == "fail"
+    assert any(not c.holds for c in verdict.checks if c.name.startswith("RMS angle"))

@@ -90,6 +90,17 @@ def test_a_user_test_file_runs_every_requested_claim_from_the_installed_copy(ins
     assert "mynet" in report and "C3" in report
 
 
+def test_the_installed_suite_runs_with_pyargs_and_reports_in_the_current_folder(installed,
+                                                                               tmp_path):
+    out = subprocess.run([installed, "-m", "pytest", "--pyargs", "wd_claims.claims", "-m", "c01",
+                          "-k", "resnet8", "--budget", "smoke", "-q", "-p", "no:cacheprovider"],
+                         cwd=tmp_path, capture_output=True, text=True, env=_clean_env(),
+                         timeout=600)
+    assert "1 passed" in out.stdout, out.stdout + out.stderr
+    assert (tmp_path / "reports" / "latest.md").exists()
+    assert "C1" in (tmp_path / "reports" / "latest.md").read_text()
+
+
 def _unrelated_project(root: Path) -> Path:
     project = root / "project"
     project.mkdir(parents=True)

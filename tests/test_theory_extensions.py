@@ -6,7 +6,7 @@ from functools import cache
 
 import numpy as np
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from wd_claims import theory
@@ -111,3 +111,46 @@ def test_adam_random_walk_norm_has_exponent_one_in_eta_over_lambda():
     assert np.isclose(x(0.1, 0.01, 0.9, 100.0) / x(0.01 * np.sqrt(10), 0.1 / np.sqrt(10),
                                                     0.9, 100.0), 10.0, rtol=RTOL)
     assert np.isclose(x(1e-4, 1e-2, 0.5, 100.0), 1e-4 * 100 / (2 * 1e-2), rtol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(1e-3, 0.3), st.floats(-0.9, 0.9), seeds)
+def test_the_norm_balance_gives_the_angle_of_any_decoupled_step(decay, c, seed):
+    """w' = a·w − ηu for a u of radial share c (not ⟂ w): cos θ = (a − c·r)e^{−δ/2} from c and
+    the measured e^δ = ‖w'‖²/‖w‖² alone (the balance's positive root r = η‖u‖/‖w‖, the only one
+    where e^δ > a², as in the claim: δ ≈ 0 per step, a² ≤ 0.98)."""
+    d = derivation("e02_decoupled_decay")
+    c_sym = next(s for s in d.exprs["cos_balance"].free_symbols if s.name == "c")
+    cos_bal = d.fn("cos_balance", theory.eta, theory.lam_w, c_sym, theory.delta)
+    r_bal = d.fn("r_balance", theory.eta, theory.lam_w, c_sym, theory.delta)
+    rng = np.random.default_rng(seed)
+    w, e = rng.normal(size=30), rng.normal(size=30)
+    e -= (e @ w) / (w @ w) * w
+    u = c * w / np.linalg.norm(w) + np.sqrt(1 - c**2) * e / np.linalg.norm(e)
+    u *= rng.uniform(0.05, 0.5) * np.linalg.norm(w)          # r = η‖u‖/‖w‖ at η = 1
+    w_new = (1 - decay) * w - u
+    dl = np.log((w_new @ w_new) / (w @ w))
+    assume(np.exp(dl) > (1 - decay) ** 2 + 1e-6)   # one positive root
+    cos = (w @ w_new) / np.sqrt((w @ w) * (w_new @ w_new))
+    assert np.isclose(r_bal(1.0, decay, c, dl), np.linalg.norm(u) / np.linalg.norm(w), rtol=RTOL)
+    assert np.isclose(cos_bal(1.0, decay, c, dl), cos, rtol=RTOL)
+
+
+def test_momentum_alone_gives_kossons_radial_share_and_angle():
+    """Decoupled momentum with the new increment ⟂ w: the buffer's radial share, averaged as the
+    claim averages it (mean ρ/√(mean r²)), is c*(μ), and the balance at c*(μ) is Kosson's θ*."""
+    d = derivation("e02_decoupled_decay")
+    c_sym = next(s for s in d.exprs["cos_balance"].free_symbols if s.name == "c")
+    cos_bal = d.fn("cos_balance", theory.eta, theory.lam_w, c_sym, theory.delta)
+    c_mom = d.fn("radial_share_momentum", theory.eta, theory.lam_w, theory.mu)
+    cos_star = d.fn("cos_star", theory.eta, theory.lam_w, theory.mu)
+    eta, lam_w = 0.1, 0.1
+    for mu in (0.0, 0.5, 0.9):
+        assert np.isclose(cos_bal(eta, lam_w, c_mom(eta, lam_w, mu), 0.0),
+                          cos_star(eta, lam_w, mu), rtol=RTOL)
+        X, P = momentum_run(eta, lam_w, mu, 1, 6000, decoupled=True)
+        a = 1 - eta * lam_w
+        rho = a - P[3000:-1] / X[3000:-1]                 # η⟨u, w⟩/‖w‖² from the step itself
+        r2 = X[3001:] / X[3000:-1] - a**2 + 2 * a * rho   # the balance solved for r²
+        c = rho.mean() / np.sqrt(r2.mean())
+        assert np.isclose(c, c_mom(eta, lam_w, mu), rtol=2e-2, atol=2e-3)

@@ -37,4 +37,11 @@ EXPECTED_FAILURES: tuple[ExpectedFailure, ...] = (
         reason="a quadratic's linear stability bounds the sharpness only near a minimum; the "
                "short quick runs end with training accuracy < ½, diffusing with large per-step "
                "angles rather than settling", budgets=("quick",)),
+    ExpectedFailure(
+        claim="E2", check="Kosson's θ* at β₁=0",
+        condition="the update has a resolved radial component at β₁=0",
+        reason="Kosson's θ* assumes the update ⟂ w; AdamW's m/√v is not (the per-coordinate 1/√v "
+               "breaks the gradient's orthogonality): its measured radial share c < 0 shrinks θ "
+               "by ≈ 5 %, which the norm balance with the measured c (the core check) accounts "
+               "for", budgets=("quick",), models=("convnet_bn-adamw",)),
 )

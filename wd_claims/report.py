@@ -349,8 +349,8 @@ def _checks_table(checks: list[Check], kind: str) -> list[str]:
     return rows + [""]
 
 
-_SETTING_ORDER = ("model", "width", "data", "steps", "batch", "trains", "start", "precision",
-                  "seeds", "optimizer")
+_SETTING_ORDER = ("model", "width", "w", "data", "steps", "batch", "trains", "start",
+                  "precision", "seeds", "optimizer")
 
 
 def _setting_lines(setting: dict) -> list[str]:

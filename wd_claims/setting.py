@@ -86,6 +86,9 @@ def deviations(setting: dict) -> list[str]:
                    "frozen)")
     if str(setting.get("start", "default init")) != "default init":
         out.append(f"start: {setting['start']}")
+    if "w" in setting and setting["w"] != "all 3x3 conv kernels":
+        out.append(f"w = {setting['w']} (the model has no 3x3 conv kernel; Fig. 2's w is every "
+                   "3x3 kernel)")
     optimizer = str(setting.get("optimizer", "plain SGD"))
     if not optimizer.startswith("plain SGD"):
         out.append(f"optimizer: {optimizer}")

@@ -627,7 +627,10 @@ def e02_decoupled_decay(n: int = 3) -> Derivation:
     rotational equilibrium; μ = 0: √(2ηλ_w)). Norm balance ‖w_{t+1} − a·w_t‖² = η²U (U = ‖v‖²):
     X* = η²U(1+μa)/((1−a²)(1−μa)); with Adam's random-walk U = C(1−μ)/(1+μ) (C elements; C for
     μ = 0) X* → ηC/(2λ_w): exponent 1 in η/λ_w, not the article's ½. For SGDW h = g is exactly
-    orthogonal (C2); for AdamW h = m-increment/√v is only approximately so (an assumption)."""
+    orthogonal (C2); for AdamW h = m-increment/√v is only approximately so (an assumption).
+    Norm balance for any update u (w_{t+1} = a·w_t − ηu, c = cos(u, w), r = η‖u‖/‖w‖, e^δ the
+    step's ‖w‖² ratio): r = ac + √(a²c² + e^δ − a²), cos θ = (a − cr)e^{−δ/2}; Kosson's θ* is
+    this at c*(μ) = −μ√((1−a²)/((1+μa)(1−μa))), the share momentum alone gives."""
     X1, P0, P1 = _two_step_inner_products(n, decoupled=True)
     a = 1 - eta * lam_w
     kappa, beta = mu * a, a + mu
@@ -649,6 +652,18 @@ def e02_decoupled_decay(n: int = 3) -> Derivation:
     naive = sp.acos(1 - eta * lam_w)               # μ ignored (Kosson's μ = 0 case)
     ratio_coupled = sp.limit((coupled / theta).subs(lam_w, small / eta), small, 0, "+")
     ratio_naive = sp.limit((naive / theta).subs(lam_w, small / eta), small, 0, "+")
+    # norm balance with a measured radial share (any h, any μ): w_{t+1} = a·w_t − η·u_t, c =
+    # ⟨u,w⟩/(‖u‖‖w‖), r = η‖u‖/‖w‖, e^δ = ‖w_{t+1}‖²/‖w_t‖²: e^δ = a² − 2acr + r², so r is the
+    # positive root (the roots' product −(e^δ − a²) < 0) and cos θ = (a − cr)e^{−δ/2} exactly
+    c_r = sp.Symbol("c", real=True)
+    r_bal = a * c_r + sp.sqrt(a**2 * c_r**2 + sp.exp(delta) - a**2)
+    cos_bal = (a - c_r * r_bal) * sp.exp(-delta / 2)
+    # Kosson's equilibrium is the balance at the momentum-induced radial step ρ* = c*r*
+    rho_star = sp.simplify(a - c_star)
+    r_star = sp.sqrt((1 - a**2) * (1 - mu * a) / (1 + mu * a))
+    c_mom = rho_star / r_star
+    c_mom_limit = sp.limit((c_mom / (-mu * sp.sqrt(2 * eta * lam_w / (1 - mu**2))))
+                           .subs(lam_w, small / eta), small, 0, "+")
     return Derivation(
         claim="E2",
         statement="decoupled decay (a = 1 - eta lambda_w) + momentum mu: P_t + mu a P_{t-1} = "
@@ -660,7 +675,9 @@ def e02_decoupled_decay(n: int = 3) -> Derivation:
                "x_star": x_star,
                "x_star_random_walk": x_kosson, "x_exponent_in_eta_over_lambda": exponent,
                "theta_coupled_reading": coupled, "theta_momentum_ignored": naive,
-               "control_ratio_coupled": ratio_coupled, "control_ratio_naive": ratio_naive},
+               "control_ratio_coupled": ratio_coupled, "control_ratio_naive": ratio_naive,
+               "r_balance": r_bal, "cos_balance": cos_bal, "radial_step_momentum": rho_star,
+               "radial_share_momentum": c_mom},
         proved={"P_t + mu a P_{t-1} == (a + mu) X_t (given <h_t, w_t> = 0)": identity,
                 "theta*^2 / (2 eta lambda_w (1 - mu)/(1 + mu)) -> 1 as eta lambda_w -> 0":
                     _is_zero(small_angle - 1),
@@ -673,5 +690,16 @@ def e02_decoupled_decay(n: int = 3) -> Derivation:
                 "E1's coupled formula read with wd = lambda_w / theta* -> 1/sqrt(1 - mu)":
                     _is_zero(ratio_coupled**2 - 1 / (1 - mu)),  # both positive: squares
                 "momentum ignored / theta* -> sqrt((1 + mu)/(1 - mu))":
-                    _is_zero(ratio_naive**2 - (1 + mu) / (1 - mu))},
+                    _is_zero(ratio_naive**2 - (1 + mu) / (1 - mu)),
+                "balance: e^delta == a^2 - 2 a c r + r^2 at r = r_balance":
+                    _is_zero(a**2 - 2 * a * c_r * r_bal + r_bal**2 - sp.exp(delta)),
+                "balance geometry: cos^2 + sin^2 == 1 (sin theta = r sqrt(1 - c^2) e^{-delta/2})":
+                    _is_zero((a - c_r * r_bal)**2 + r_bal**2 * (1 - c_r**2) - sp.exp(delta)),
+                "balance at c = 0: cos theta == a e^{-delta/2} (the mu = 0 Kosson angle)":
+                    _is_zero(cos_bal.subs(c_r, 0) - c_drift.subs(mu, 0)),
+                "balance at Kosson's radial share c*(mu): r* is its root, cos theta == cos theta*":
+                    _is_zero(r_star**2 - 2 * a * rho_star - (1 - a**2))
+                    and _is_zero(a - rho_star - c_star),
+                "c*(mu) / (-mu sqrt(2 eta lambda_w/(1 - mu^2))) -> 1 as eta lambda_w -> 0":
+                    _is_zero(c_mom_limit**2 - 1)},
     )
