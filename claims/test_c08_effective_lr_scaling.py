@@ -38,6 +38,9 @@ from wd_claims.judge import Check  # noqa: E402
 from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
 
 pytestmark = pytest.mark.c08
+RADIAL_SHARE = 0.01  # g ⟂ w up to the normalization's ε: its radial term must stay below 1 % of
+                     # the predicted log cos θ* (fixed before measuring; a radial component that
+                     # matters to the angle, e.g. a missing normalization, exceeds it)
 
 QUOTE = "the effective learning rate η_e can be shown to scale as the square root of ηλ"
 WRONG_EXPONENTS = (0.25, 1.0)
@@ -61,8 +64,9 @@ def rounding_bound(x_t, x_next, gnorm, eta, lam, dtype="float32"):
 
 
 def angle_series(result):
-    """Per configuration over the late window: block means (K, N_BLOCKS) of log cos θ_t and of
-    ½ log(x_t/x_{t+1}), and the max rounding bound (K,)."""
+    """Per configuration over the late window: block means (K, N_BLOCKS) of log cos θ_t, of
+    ½ log(x_t/x_{t+1}) and of the radial term log(1 − η⟨g_t,w_t⟩/((1−2ηλ)x_t)) (zero when
+    g ⟂ w; the normalization's ε makes it small, not zero), and the max rounding bound (K,)."""
     eta, lam = np.asarray(result.config.etas), np.asarray(result.config.lams)
     x = runs.series(result, "sqnorm")
     T = x.shape[1]
@@ -70,23 +74,26 @@ def angle_series(result):
     t = np.arange(w.start, T - 1)               # steps whose w_{t+1} is recorded
     logcos = np.log(runs.series(result, "cos_step")[:, t])
     half = 0.5 * np.log(x[:, t] / x[:, t + 1])
-    bound = rounding_bound(x[:, t], x[:, t + 1], runs.series(result, "gnorm")[:, t],
+    gnorm = runs.series(result, "gnorm")[:, t]
+    radial = np.log1p(-eta[:, None] * runs.series(result, "cos_gw")[:, t] * gnorm
+                      / ((1 - 2 * eta * lam)[:, None] * np.sqrt(x[:, t])))
+    bound = rounding_bound(x[:, t], x[:, t + 1], gnorm,
                            eta[:, None], lam[:, None], result.config.dtype)
     return (stats.block_means(logcos, N_BLOCKS), stats.block_means(half, N_BLOCKS),
-            np.nanmax(bound, axis=1))
+            stats.block_means(radial, N_BLOCKS), np.nanmax(bound, axis=1))
 
 
 def measure(results, momentum) -> dict:
     """Flat dict: per configuration (seeds concatenated) eta, lam, eta_e, G_eff, G_rms, the angle
     blocks, the rounding bound; the same angle blocks for the momentum run (``mom_*``)."""
     out = {k: [] for k in ("eta", "lam", "eta_e", "G_eff", "G_rms", "logcos", "half",
-                           "round")}
+                           "radial", "round")}
     for r in results:
         x = runs.series(r, "sqnorm")
         w = stats.late_window(x.shape[1], runs.LATE)
         G = runs.grad_norm_on_sphere(r)[:, w]
         xbar = np.nanmean(x[:, w], axis=1)
-        logcos, half, bound = angle_series(r)
+        logcos, half, radial, bound = angle_series(r)
         out["eta"].append(np.asarray(r.config.etas))
         out["lam"].append(np.asarray(r.config.lams))
         out["eta_e"].append(np.asarray(r.config.etas) / xbar)
@@ -94,19 +101,23 @@ def measure(results, momentum) -> dict:
         out["G_rms"].append(stats.rms(G))
         out["logcos"].append(logcos)
         out["half"].append(half)
+        out["radial"].append(radial)
         out["round"].append(bound)
     m = {k: np.concatenate(v) for k, v in out.items()}
-    logcos, half, bound = angle_series(momentum)
+    logcos, half, radial, bound = angle_series(momentum)
     m.update(mom_eta=np.asarray(momentum.config.etas), mom_lam=np.asarray(momentum.config.lams),
-             mom_logcos=logcos, mom_half=half, mom_round=bound,
+             mom_logcos=logcos, mom_half=half, mom_radial=radial, mom_round=bound,
              momentum=float(momentum.config.momentum))
     return m
 
 
-def angle_criterion(logcos, half, bound, eta, lam):
+def angle_criterion(logcos, half, radial, bound, eta, lam):
     """Per configuration: (mean d, low, high) Bonferroni t-interval of the block means of
-    d = log cos θ − log(1−2ηλ) − ½ log(x_t/x_{t+1}), and whether 0 ∈ [low − bound, high + bound]."""
-    d = logcos - np.log(1 - 2 * eta * lam)[:, None] - half
+    d = log cos θ − log(1−2ηλ) − ½ log(x_t/x_{t+1}) − radial term, and whether
+    0 ∈ [low − bound, high + bound]. The identity cos θ_t = ((1−2ηλ)x_t − η⟨g_t,w_t⟩)/
+    (‖w_t‖‖w_{t+1}‖) is exact for any plain SGD step with coupled decay: what is left is
+    rounding."""
+    d = logcos - np.log(1 - 2 * eta * lam)[:, None] - half - radial
     level = 1 - (1 - LEVEL) / d.shape[0]
     cis = [stats.ols(row, {}, level=level)["intercept"] for row in d]
     holds = [lo - b <= 0 <= hi + b for (_, lo, hi), b in zip(cis, bound, strict=True)]
@@ -130,9 +141,11 @@ def judge(m: dict) -> Verdict:
     raw_pred = float(sp.limit(derivation.exprs["exponent_at_fixed_G"], theory.s_el, 0))
     theta_fn = derivation.fn("theta_star", theory.s_el)
 
-    cis, holds = angle_criterion(m["logcos"], m["half"], m["round"], m["eta"], m["lam"])
-    mom_cis, mom_holds = angle_criterion(m["mom_logcos"], m["mom_half"], m["mom_round"],
-                                         m["mom_eta"], m["mom_lam"])
+    cis, holds = angle_criterion(m["logcos"], m["half"], m["radial"], m["round"], m["eta"],
+                                 m["lam"])
+    mom_cis, mom_holds = angle_criterion(m["mom_logcos"], m["mom_half"], m["mom_radial"],
+                                         m["mom_round"], m["mom_eta"], m["mom_lam"])
+    radial_share = np.max(np.abs(m["radial"]), axis=1) / np.abs(np.log(1 - 2 * s))
     fixed_G = fit_on_eta_lambda(np.log(m["eta_e"] * m["G_eff"] / np.sqrt(1 - s)), m)
     raw = fit_on_eta_lambda(np.log(m["eta_e"]), m)
     g_fit = fit_on_eta_lambda(np.log(m["G_eff"]), m)
@@ -146,6 +159,11 @@ def judge(m: dict) -> Verdict:
               tolerance={"rounding bound": float(m["round"][worst])},
               criterion="per configuration, 0 ∈ Bonferroni 95% t-interval of block means of "
                         "d = log cos θ − log(1−2ηλ) − ½log(x_t/x_{t+1}), ± float32 rounding"),
+        Check("g ⟂ w: the radial term is negligible", bool(np.all(radial_share <= RADIAL_SHARE)),
+              measured={"max |radial term| / |log(1−2ηλ)|": float(radial_share.max())},
+              tolerance=f"≤ {RADIAL_SHARE}",
+              criterion="per configuration and block, the radial term moves log cos θ by less "
+                        f"than {RADIAL_SHARE:.0%} of the predicted log cos θ* = log(1−2ηλ)"),
         Check("G divided out: slope ½", fixed_G.contains("log(ηλ)", half),
               measured=_ci(fixed_G), tolerance="95% t-interval",
               criterion=f"{half} ∈ CI of the slope of log(η_e·G_eff/√(1−ηλ)) on log ηλ"),

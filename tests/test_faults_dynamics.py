@@ -104,8 +104,20 @@ def test_c8_fails_when_the_data_follow_a_wrong_exponent(exponent):
 
 def test_c8_fails_when_the_momentum_run_is_fed_as_plain():
     m = recorded("C8-resnet8")
-    # the momentum run's steps judged as plain λ = 0 steps by the claim's angle criterion
-    _, holds = C8.angle_criterion(m["mom_logcos"], m["mom_half"], m["mom_round"], m["mom_eta"],
-                                  m["mom_lam"])
-    assert not np.all(holds)
-    assert status(C8.judge(m))[0] != "pass" or not np.all(holds)
+    k = 4  # the grid's middle (η, λ): its angle blocks replaced by the momentum run's
+    faulty = perturbed(m, **{key: _replace_row(m[key], k, m[f"mom_{key}"][0])
+                             for key in ("logcos", "half", "radial")})
+    assert status(C8.judge(faulty))[0] == "fail"
+
+
+def _replace_row(a, k, row):
+    out = np.array(a, copy=True)
+    out[k] = row
+    return out
+
+
+def test_c8_fails_when_the_gradient_has_a_radial_component_that_moves_the_angle():
+    m = recorded("C8-resnet8")
+    shift = -0.05 * np.abs(np.log(1 - 2 * m["eta"] * m["lam"]))[:, None]  # 5 % of log cos θ*
+    faulty = perturbed(m, radial=lambda r: r + shift, logcos=lambda c: c + shift)
+    assert status(C8.judge(faulty))[0] == "fail"

@@ -37,6 +37,12 @@ FORMAT = 1
 _WRITTEN: set[tuple[str, str]] = set()   # (folder, key) of the entries written by this process
 
 
+def mark_written(directory, key: str) -> None:
+    """Count ``key`` as written by this process (another process of this session trained it:
+    ``--fresh`` then trusts it like an entry this process stored)."""
+    _WRITTEN.add((str(Path(directory).resolve()), key))
+
+
 class CorruptCacheWarning(UserWarning):
     """A cache entry could not be trusted; it was deleted and will be recomputed."""
 

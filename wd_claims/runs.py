@@ -102,13 +102,84 @@ def run(suite, images, config: TrainConfig) -> TrainResult:
     return _MEMO[key]
 
 
+MAKE = {"grid": grid_config, "starts": starts_config, "momentum": momentum_config}
+
+
+def configs(suite, images, which: str, model: str) -> list[TrainConfig]:
+    """The run(s) of ``which`` for ``model``: one per seed for the grid, the first seed else."""
+    seeds = suite.budget.seeds if which == "grid" else suite.budget.seeds[:1]
+    return [MAKE[which](suite.budget, seed, images[0].name, model) for seed in seeds]
+
+
 def results(suite, images, which: str = "grid", model: str = "resnet8") -> list[TrainResult]:
     """One :class:`TrainResult` per seed of the budget for ``which`` ∈ {grid, starts, momentum},
-    of ``model`` (a wd_claims.zoo.MODELS name: the zoo's, or a --model factory's)."""
-    make = {"grid": grid_config, "starts": starts_config, "momentum": momentum_config}[which]
-    name = images[0].name
-    seeds = suite.budget.seeds if which == "grid" else suite.budget.seeds[:1]
-    return [run(suite, images, make(suite.budget, seed, name, model)) for seed in seeds]
+    of ``model`` (a wd_claims.zoo.MODELS name: the zoo's, or a --model factory's). The first call
+    trains every shared run of the model that is not cached yet, in parallel (:func:`prefetch`)."""
+    prefetch(suite, images, [c for w in MAKE for c in configs(suite, images, w, model)])
+    return [run(suite, images, c) for c in configs(suite, images, which, model)]
+
+
+_PREFETCHED: set[tuple] = set()
+
+
+def prefetch(suite, images, wanted: list[TrainConfig]) -> None:
+    """Train the configurations of ``wanted`` that are neither memoized nor cached, one process
+    per core with one torch thread each, into the disk cache.
+
+    Why: at the quick budget's batch of 32, a second torch thread adds little to one process
+    (measured: 2 threads ≈ 1 thread, docs/performance.md), while two processes train two runs
+    in the time of one. Only on the CPU, only for zoo models (a --model factory lives in the
+    user's process, and a spawned worker could not rebuild it), and only with ≥ 2 cores and ≥ 2
+    runs to train; otherwise the runs train one after another as before. The numbers are the
+    engine's own (same code, same configuration, one thread), so the cache serves them as if
+    this process had trained them."""
+    import os
+
+    from wd_claims.zoo import MODELS, ZOO
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    todo = [c for c in wanted if (c, suite.device) not in _MEMO
+            and (c, suite.device, str(suite.cache_dir)) not in _PREFETCHED]
+    if (suite.device != "cpu" or (cores or 1) < 2 or len(todo) < 2
+            or any(MODELS.get(c.model) is not ZOO.get(c.model) for c in todo)):
+        return
+    cache = _cache(suite)
+    train_data, test_data = _device_data(images, suite.device)
+    from wd_claims.train import cache_fields
+
+    missing = [c for c in todo if cache.load(cache_fields(c, train_data, test_data, "cpu"))
+               is None]
+    _PREFETCHED.update((c, suite.device, str(suite.cache_dir)) for c in todo)
+    if len(missing) < 2:
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from wd_claims.cache import mark_written
+
+    jobs = [(c, images, str(suite.cache_dir), suite.fresh) for c in missing]
+    with ProcessPoolExecutor(max_workers=min(cores, len(missing)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        keys = list(pool.map(_train_into_cache, jobs))
+    for key in keys:  # trained for this session: trusted under --fresh too
+        mark_written(suite.cache_dir, key)
+
+
+def _train_into_cache(job) -> str:
+    """Worker of :func:`prefetch`: train one configuration into the cache; its key."""
+    import torch
+
+    from wd_claims.cache import Cache
+    from wd_claims.data import DeviceData
+    from wd_claims.train import cache_fields
+
+    config, (train_images, test_images), cache_dir, fresh = job
+    torch.set_num_threads(1)
+    train_data = DeviceData.from_images(train_images)
+    test_data = DeviceData.from_images(test_images)
+    cache = Cache(cache_dir, fresh=fresh)
+    train(config, train_data, test_data, device="cpu", cache=cache, progress=False)
+    return cache.key(cache_fields(config, train_data, test_data, "cpu"))
 
 
 # --- what the claims read off a run -----------------------------------------------------------

@@ -189,3 +189,6 @@ def require_scale_invariant(spec: ModelSpec, model: nn.Module | None = None) -> 
         pytest.skip(f"model {spec.name!r} has no scale-invariant parameter tensor (none feeds a "
                     "normalization), and this claim is about such tensors")
     return names
+
+
+ZOO: dict[str, ModelSpec] = dict(MODELS)  # the registry as shipped (before any --model)
