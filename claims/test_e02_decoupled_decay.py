@@ -49,12 +49,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
-from wd_claims.models.toys import ConvNet  # noqa: E402
 
 from wd_claims import setting, stats, theory  # noqa: E402
 from wd_claims.data import DeviceData  # noqa: E402
-from wd_claims.invariance import scale_invariant_names  # noqa: E402
+from wd_claims.invariance import NoScaleInvariantTensor, scale_invariant_names  # noqa: E402
 from wd_claims.judge import Check  # noqa: E402
 from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
 from wd_claims.train import TrainConfig, batch_stream  # noqa: E402
@@ -64,7 +64,8 @@ pytestmark = pytest.mark.e02
 QUOTE = ("(outside the article) Kosson et al. 2024: decoupled weight decay brings every "
          "neuron's weight vector to a rotational equilibrium, RMS angular update "
          "≈ √(2ηλ_w(1−β₁)/(1+β₁))")
-MODEL = "convnet_bn"        # models.toys.ConvNet(channels=(8, 16), norm="batch"): per-unit BN
+NORMALIZATIONS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
+                  nn.modules.instancenorm._InstanceNorm)
 STEPS = {"smoke": 80, "quick": 320, "full": 4000}
 WINDOW, N_BLOCKS, FAMILY_LEVEL = 0.5, 8, 0.95
 BETA2 = 0.99
@@ -78,7 +79,8 @@ OPTIMIZER = {"sgdw": "torch.optim.SGD(lr=η, momentum=μ) after w ← (1 − η�
 
 # --- measure ---------------------------------------------------------------------------------
 
-def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, images) -> dict:
+def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, images,
+                    spec) -> dict:
     """One run of ``kind`` ∈ {"sgdw", "adamw"}; only the scale-invariant kernels train. Per step
     t, over the J units (output channels; each feeds its own BatchNorm channel): θ²_t = mean_j
     θ_{j,t}² (θ_{j,t} the angle between w_{j,t} and w_{j,t+1}), the mean of log ‖w_{j,t}‖², and
@@ -91,12 +93,19 @@ def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, imag
                      model="conv_groupnorm", seed=budget.seeds[0], augment=budget.augment,
                      evaluate=False)
     torch.manual_seed(budget.seeds[0])
-    model = ConvNet(norm="batch")
-    names = scale_invariant_names(model, (3, 32, 32))
+    model = spec.build()
+    names = scale_invariant_names(model, spec.input_shape)
+    if not names:
+        raise NoScaleInvariantTensor(f"{spec.name} has no scale-invariant tensor")
     named = dict(model.named_parameters())
     for n, p in named.items():
         p.requires_grad_(n in names)
     params = [named[n] for n in names]
+    # a unit is one output channel's kernel where every normalization is a BatchNorm (each channel
+    # normalized by itself: per-unit scale invariance); otherwise the whole tensor
+    per_unit = all(isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in model.modules()
+                   if isinstance(mod, NORMALIZATIONS))
+    rows = [p.shape[0] if per_unit else 1 for p in params]
     if kind == "adamw":
         opt = torch.optim.AdamW(params, lr=eta, weight_decay=lam_w, betas=(mu, BETA2))
     else:  # SGDW: decay first, then the momentum step with the gradient taken at w_t
@@ -106,7 +115,7 @@ def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, imag
     out = {k: np.full(steps, np.nan) for k in keys}
     train = DeviceData.from_images(images[0])
     for t, (x, y) in enumerate(batch_stream(tc, train)):
-        w = [p.detach().double().reshape(p.shape[0], -1).clone() for p in params]
+        w = [p.detach().double().reshape(n, -1).clone() for p, n in zip(params, rows, strict=True)]
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         if kind == "sgdw":
@@ -116,7 +125,7 @@ def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, imag
         opt.step()
         theta, logx, cos_uw, rho, r2 = [], [], [], [], []
         for w_, p in zip(w, params, strict=True):   # per layer: (units, fan-in) float64
-            v = p.detach().double().reshape(p.shape[0], -1)
+            v = p.detach().double().reshape(w_.shape[0], -1)
             u = (a * w_ - v) / eta
             ww, vv, wv = (w_ * w_).sum(1), (v * v).sum(1), (w_ * v).sum(1)
             theta.append(torch.arccos((wv / torch.sqrt(ww * vv)).clamp(-1, 1)))
@@ -132,19 +141,24 @@ def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, imag
         out["rho"][t] = float(torch.cat(rho).mean())
         out["r2"][t] = float(torch.cat(r2).mean())
     out["units"] = int(theta.numel())
+    out["unit_kind"] = ("one output channel's kernel (per-channel BatchNorm)" if per_unit
+                        else "one whole scale-invariant tensor (the model's normalizations are "
+                             "not per channel)")
     return out
 
 
-def measure(kind: str, budget, images) -> dict:
+def measure(kind: str, budget, images, spec) -> dict:
     """Every configuration of CONFIGS[kind]: (K,) mu, eta, lam_w and (K, T) theta2, logx,
     radial, cos_uw, rho, r2 (see :func:`train_decoupled`)."""
-    runs = [train_decoupled(kind, mu, eta, lw, budget, images) for mu, eta, lw in CONFIGS[kind]]
+    runs = [train_decoupled(kind, mu, eta, lw, budget, images, spec)
+            for mu, eta, lw in CONFIGS[kind]]
     m = {key: np.array([c[i] for c in CONFIGS[kind]], dtype=float)
          for i, key in enumerate(("mu", "eta", "lam_w"))}
     m.update({key: np.array([r[key] for r in runs])
               for key in ("theta2", "logx", "radial", "cos_uw", "rho", "r2")})
-    m.update(kind=kind, units=runs[0]["units"], model=f"{MODEL}-{kind}", data=images[0].name,
-             batch=budget.batch_size, seed=budget.seeds[0], augment=int(bool(budget.augment)))
+    m.update(kind=kind, units=runs[0]["units"], unit_kind=runs[0]["unit_kind"],
+             model=f"{spec.name}-{kind}", data=images[0].name, batch=budget.batch_size,
+             seed=budget.seeds[0], augment=int(bool(budget.augment)))
     return m
 
 
@@ -376,13 +390,14 @@ def figure(v, kind, report_dir):
            title=f"{kind.upper()}: measured vs rotational-equilibrium angle")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = save_figure(fig, report_dir, f"E2-{kind}-{MODEL}.png")
+    path = save_figure(fig, report_dir, f"E2-{v.context['model']}.png")
     plt.close(fig)
     return path
 
 
 def run_setting(m: dict, kind: str) -> dict:
-    s = {"model": "ConvNet (8, 16 channels), BatchNorm2d after each conv", "data": m["data"],
+    s = {"model": str(m["model"]).rsplit("-", 1)[0], "units": str(m["unit_kind"]),
+         "data": m["data"],
          "steps": int(m["theta2"].shape[1]), "batch": int(m["batch"]),
          "trains": "the scale-invariant tensors only (classifier and normalization affine "
                    "parameters frozen at init)", "start": "default init", "precision": "float32",
@@ -392,10 +407,11 @@ def run_setting(m: dict, kind: str) -> dict:
     return s
 
 
+@pytest.mark.models("conv_batchnorm")
 @pytest.mark.parametrize("kind", ["sgdw", "adamw"])
 def test_decoupled_decay_per_unit_rms_angle_is_kossons_rotational_equilibrium(
-        kind, suite, images, record_verdict):
-    m = measure(kind, suite.budget, images)
+        kind, suite, images, record_verdict, model_spec):
+    m = measure(kind, suite.budget, images, model_spec)
     v = judge(m)
     v.figures = [figure(v, kind, suite.report_dir)]
     v.setting = run_setting(m, kind)

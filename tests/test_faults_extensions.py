@@ -38,7 +38,7 @@ def e1():
 
 
 def e2(kind):
-    return recorded(f"E2-{E2.MODEL}-{kind}")
+    return recorded(f"E2-conv_batchnorm-{kind}")
 
 
 def with_expr(d, **exprs):
@@ -94,7 +94,7 @@ def test_e1_plain_sgd_data_fed_as_momentum_data_fails(e1):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_e2_honest_measurements_give_the_recorded_status(kind):
-    assert status(E2.judge(e2(kind)))[0] == recorded_status(f"E2-{E2.MODEL}-{kind}")
+    assert status(E2.judge(e2(kind)))[0] == recorded_status(f"E2-conv_batchnorm-{kind}")
 
 
 @pytest.mark.parametrize("kind", KINDS)

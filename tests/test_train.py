@@ -16,6 +16,7 @@ from wd_claims.data import DeviceData, standin_cifar
 from wd_claims.invariance import EXACT_EPS
 from wd_claims.train import (
     ALL_3X3,
+    ALL_INVARIANT,
     METRICS_KT,
     METRICS_KTP,
     TrainConfig,
@@ -170,11 +171,12 @@ def test_all_3x3_concatenates_every_invariant_3x3_kernel_of_resnet8(data):
     torch.testing.assert_close(sq[:, -1], sq[:, kernels].sum(1))
 
 
-def test_a_model_without_3x3_kernels_has_nan_all_3x3(data):
+def test_a_model_without_3x3_kernels_tracks_all_its_scale_invariant_tensors_jointly(data):
     result = train(exact_config(model="mlp_batchnorm", etas=(0.1,), lams=(0.0,), steps=2),
                    data[0], progress=False)
-    assert np.isnan(result.metrics["sqnorm"][..., -1]).all()
-    assert np.isfinite(result.metrics["sqnorm"][..., :-1]).all()
+    assert result.tensors[-1] == ALL_INVARIANT  # the label says what the joint column holds
+    x = result.metrics["sqnorm"]
+    np.testing.assert_allclose(x[..., -1], x[..., :-1].sum(-1), rtol=1e-12)  # all of them
 
 
 def test_a_diverging_configuration_is_reported_with_its_step_while_the_others_finish(data):

@@ -7,6 +7,7 @@ registry (ids are the names, so ``pytest -k resnet8`` works), the way scikit-lea
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -114,6 +115,12 @@ MODELS: dict[str, ModelSpec] = {
                                expected_invariant=hidden_linear_kernels),
     "conv_groupnorm": ModelSpec("conv_groupnorm", models.conv_groupnorm, models.conv_without_norm,
                                 description="2-layer CNN (8, 16 channels), GroupNorm(4)",
+                                expected_invariant=conv_kernels),
+    # E2's network: every output channel feeds its own BatchNorm channel, so each unit (one
+    # channel's kernel) is scale-invariant by itself, as Kosson et al.'s per-unit equilibrium needs
+    "conv_batchnorm": ModelSpec("conv_batchnorm", functools.partial(models.ConvNet, norm="batch"),
+                                models.conv_without_norm,
+                                description="2-layer CNN (8, 16 channels), BatchNorm2d",
                                 expected_invariant=conv_kernels),
 }
 
