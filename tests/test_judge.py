@@ -69,3 +69,8 @@ def test_every_row_of_the_declared_table_names_a_known_claim_and_a_reason():
 
     for row in EXPECTED_FAILURES:
         assert row.claim in CLAIM_IDS and row.check and row.condition and row.reason
+
+
+def test_a_row_restricted_to_a_model_pattern_applies_to_those_models_only():
+    row = ExpectedFailure("C9", "sharp", "cause", "r", models=("*-adamw",))
+    assert row.applies("C9", "quick", "mynet-adamw") and not row.applies("C9", "quick", "x-sgdw")

@@ -48,5 +48,5 @@ EXPECTED_FAILURES: tuple[ExpectedFailure, ...] = (
         reason="Kosson's θ* assumes the update ⟂ w; AdamW's m/√v is not (the per-coordinate 1/√v "
                "breaks the gradient's orthogonality): its measured radial share c < 0 shrinks θ "
                "by ≈ 5 %, which the norm balance with the measured c (the core check) accounts "
-               "for", budgets=("quick",)),
+               "for", budgets=("quick",), models=("*-adamw",)),
 )

@@ -22,6 +22,7 @@ The rules, fixed before anything is measured:
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 STATUSES = ("pass", "fail", "skip", "xfail")
@@ -56,11 +57,12 @@ class ExpectedFailure:
     condition: str                       # a Check.name among the verdict's ``conditions``
     reason: str                          # one or two sentences, for the report
     budgets: tuple[str, ...] | None = None
-    models: tuple[str, ...] | None = None
+    models: tuple[str, ...] | None = None  # model names or shell patterns ("*-adamw")
 
     def applies(self, claim: str, budget: str, model: str) -> bool:
         return (self.claim == claim and (self.budgets is None or budget in self.budgets)
-                and (self.models is None or model in self.models))
+                and (self.models is None or any(fnmatch.fnmatchcase(model, pattern)
+                                                for pattern in self.models)))
 
 
 def _fmt(value) -> str:
