@@ -33,17 +33,16 @@ import torch
 
 from wd_claims import theory
 from wd_claims.config import torch_weight_decay
-from wd_claims.invariance import float64_exact, scale_invariant_names
+from wd_claims.invariance import float64_exact
 from wd_claims.judge import Check
 from wd_claims.probes import (
-    forward_footprint,
     grad_weight_cosines,
     gradients,
     rounding_tolerance,
     rounding_tolerance_reason,
 )
 from wd_claims.report import Verdict, fmt
-from wd_claims.zoo import NO_CONTROL, negative_control, probe_setting, tensors_to_test
+from wd_claims.zoo import NO_CONTROL, geometry_probe, probe_setting
 
 pytestmark = pytest.mark.c02
 
@@ -82,16 +81,8 @@ def measure(spec, x, y, data_name: str, model=None) -> dict:
     """cos(∇L, w) of the declared and detected invariant tensors of ``model`` (default: ``spec``
     built under seed 0): float64 ε≈0 along the SGD run, float32 ε = 1e-5 along the same run,
     and the control at initialization (NaN when no control is available)."""
-    torch.manual_seed(0)
-    model = spec.build() if model is None else model
-    tested, expected = tensors_to_test(spec, model, scale_invariant_names(model, spec.input_shape))
-    depth, n = forward_footprint(model, x)
-    sizes = {k: p.numel() for k, p in model.named_parameters()}
-    control = negative_control(spec, model) if tested else None
-    m = {"model": spec.name, "data": data_name, "batch": len(x),
-         "names": np.array(tested, dtype=str), "declared": expected is not None,
-         "depth": depth, "reduction": max([n] + [sizes[k] for k in tested]),
-         "steps": SGD_STEPS, "control_available": control is not None}
+    model, tested, control, m = geometry_probe(spec, x, data_name, model)
+    m["steps"] = SGD_STEPS
     if not tested:
         return m
     m["cos"] = cosines_along_sgd(float64_exact(model), x.double(), y, tested, SGD_STEPS)

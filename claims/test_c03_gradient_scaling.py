@@ -30,20 +30,18 @@ import functools
 import matplotlib
 import numpy as np
 import pytest
-import torch
 
 from wd_claims import theory
-from wd_claims.invariance import float64_exact, scale_invariant_names
+from wd_claims.invariance import float64_exact
 from wd_claims.judge import Check
 from wd_claims.probes import (
-    forward_footprint,
     gradients_under_rescaling,
     loglog_slope,
     rounding_tolerance,
     rounding_tolerance_reason,
 )
 from wd_claims.report import Verdict, fmt, save_figure
-from wd_claims.zoo import NO_CONTROL, negative_control, probe_setting, tensors_to_test
+from wd_claims.zoo import NO_CONTROL, geometry_probe, probe_setting
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
@@ -78,16 +76,8 @@ def scaling_measurements(model, x, y, names) -> tuple[np.ndarray, np.ndarray]:
 def measure(spec, x, y, data_name: str, model=None) -> dict:
     """Errors and norms of the declared and detected invariant tensors of ``model`` (default:
     ``spec`` built under seed 0), and of the same tensors in the control (NaN when none)."""
-    torch.manual_seed(0)
-    model = spec.build() if model is None else model
-    tested, expected = tensors_to_test(spec, model, scale_invariant_names(model, spec.input_shape))
-    depth, n = forward_footprint(model, x)
-    sizes = {k: p.numel() for k, p in model.named_parameters()}
-    control = negative_control(spec, model) if tested else None
-    m = {"model": spec.name, "data": data_name, "batch": len(x),
-         "names": np.array(tested, dtype=str), "declared": expected is not None,
-         "depth": depth, "reduction": max([n] + [sizes[k] for k in tested]),
-         "rhos": RHOS, "control_available": control is not None}
+    model, tested, control, m = geometry_probe(spec, x, data_name, model)
+    m["rhos"] = RHOS
     if not tested:
         return m
     m["errors"], m["norms"] = scaling_measurements(float64_exact(model), x.double(), y, tested)

@@ -199,3 +199,26 @@ def require_scale_invariant(spec: ModelSpec, model: nn.Module | None = None) -> 
 
 
 ZOO: dict[str, ModelSpec] = dict(MODELS)  # the registry as shipped (before any --model)
+
+
+def geometry_probe(spec: ModelSpec, x, data_name: str, model: nn.Module | None = None):
+    """(model, tested tensors, control or None, the measurement dict's common entries) for a
+    geometry claim (C2, C3): the model (``spec`` built under seed 0 unless given), the declared and
+    detected invariant tensors, the negative control, and the sizes the rounding bound needs."""
+    import numpy as np
+    import torch
+
+    from wd_claims.invariance import scale_invariant_names
+    from wd_claims.probes import forward_footprint
+
+    torch.manual_seed(0)
+    model = spec.build() if model is None else model
+    tested, expected = tensors_to_test(spec, model, scale_invariant_names(model, spec.input_shape))
+    depth, n = forward_footprint(model, x)
+    sizes = {k: p.numel() for k, p in model.named_parameters()}
+    control = negative_control(spec, model) if tested else None
+    common = {"model": spec.name, "data": data_name, "batch": len(x),
+              "names": np.array(tested, dtype=str), "declared": expected is not None,
+              "depth": depth, "reduction": max([n] + [sizes[k] for k in tested]),
+              "control_available": control is not None}
+    return model, tested, control, common
