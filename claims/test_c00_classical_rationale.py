@@ -286,7 +286,7 @@ def plot(m: dict, report_dir) -> str:
 
 def test_l2_regularization_bounds_the_norm_and_the_generalization_gap_in_any_dimension(
         suite, record_verdict):
-    m = measure(SPLITS[suite.budget.name])
+    m = measure(suite.budget.cap_repeats(SPLITS[suite.budget.name]))
     v = judge(m)
     v.figures = [plot(m, suite.report_dir)]
     v.setting = {"model": "L2 logistic regression (no intercept), d = 30 and 300", "data": DATA,

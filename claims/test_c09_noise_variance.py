@@ -213,7 +213,7 @@ def test_one_double_step_has_twice_the_noise_variance_of_two_single_steps(suite,
     config = run_config(budget, data, model_spec.name)
     run = train(config, data, device=suite.device,
                 cache=Cache(suite.cache_dir, fresh=suite.fresh), progress=False)
-    m = measure(run, data, budget.probe_batch, DRAWS[budget.name])
+    m = measure(run, data, budget.probe_batch, budget.cap_repeats(DRAWS[budget.name]))
     m["model"] = model_spec.name
     v = judge(m)
     level = 1 - ALPHA / len(config.checkpoints)

@@ -42,9 +42,9 @@ far from any minimum (training accuracy < ½ at every end point that exceeds the
 diffuses rather than settles where a quadratic's linear stability applies) — a declared, strict
 expected failure (wd_claims.expected), never a loosened bound.
 
-Budget: smoke — seconds; quick — 128 steps of batch 32 per configuration, 6 configurations × 2
-seeds, 128-image sharpness batch (the stability Lanczos run starts from the sharpness's Ritz
-vector); full — CIFAR-10, the budget's 100 epochs, 1024-image sharpness batch.
+Budget: smoke — seconds; quick — 128 steps of batch 16 (width 8) per configuration, 6
+configurations × 2 seeds, 64-image sharpness batch (the stability Lanczos run starts from the
+sharpness's Ritz vector); full — CIFAR-10, the budget's 100 epochs, 1024-image sharpness batch.
 """
 
 from dataclasses import dataclass
@@ -54,13 +54,13 @@ import numpy as np
 import pytest
 import torch
 
-from wd_claims import stats, theory
+from wd_claims import runs, stats, theory
 from wd_claims.data import DeviceData
 from wd_claims.judge import Check
 from wd_claims.probes import sharpness_on_sphere
 from wd_claims.report import Verdict, fmt, save_figure
 from wd_claims.setting import merge, of_run
-from wd_claims.train import TrainConfig, train
+from wd_claims.train import TrainConfig
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
@@ -88,11 +88,13 @@ class Setting:
 
 def setting(budget) -> Setting:
     # quick: 128 steps hold 3.2 relaxation times 1/(8ηλ) of the slowest configuration (ηλ ≈ 3e-3);
-    # each configuration costs ~2 Lanczos runs of ~12 Hessian-vector products on top of training.
+    # each configuration costs ~2 Lanczos runs of ~12 Hessian-vector products on top of training,
+    # on 64 images (128 cost ~140 of the quick suite's ~700 s on a 2-core CPU).
     seeds = tuple(budget.seeds) if len(budget.seeds) >= 2 else (0, 1)
     return {"smoke": Setting(64, 64, seeds, torch.float32, 1e-2),
-            "quick": Setting(128, 128, seeds, torch.float32, 1e-2),
-            "full": Setting(budget.steps, 1024, seeds, torch.float32, 1e-3)}[budget.name]
+            "quick": Setting(128, 64, seeds, torch.float32, 1e-2),
+            "full": Setting(budget.steps, budget.cap_images(1024), seeds, torch.float32,
+                            1e-3)}[budget.name]
 
 
 def grid(budget) -> tuple[list[float], list[float], list[str]]:
@@ -111,6 +113,15 @@ def c10_config(budget, seed: int, data_name: str, model: str = "resnet8") -> Tra
                        batch_size=budget.batch_size, model=model, width=budget.width,
                        seed=seed, augment=budget.augment, data=data_name, n_train=budget.n_train,
                        freeze_non_invariant=True)
+
+
+def c10_configs(suite, images, model: str) -> list[TrainConfig]:
+    """One run per seed of :func:`setting`; trained with the shared runs (wd_claims.runs.EXTRA)."""
+    return [c10_config(suite.budget, seed, images[0].name, model)
+            for seed in setting(suite.budget).seeds]
+
+
+runs.EXTRA["C10"] = c10_configs
 
 
 def effective_lrs(model, names: list[str], eta: float, lam: float) -> np.ndarray:
@@ -301,18 +312,13 @@ def test_sharpness_falls_as_weight_decay_raises_the_effective_learning_rate(suit
                                                                             record_verdict,
                                                                             model_spec):
     s = setting(suite.budget)
-    train_images, test_images = images
-    train_data = DeviceData.from_images(train_images, suite.device)
-    test_data = DeviceData.from_images(test_images, suite.device)
+    train_data = DeviceData.from_images(images[0], suite.device)
     x, y = train_data.x[: s.eval_batch].cpu(), train_data.y[: s.eval_batch].cpu()
-    from wd_claims.cache import Cache
-
-    cache = Cache(suite.cache_dir, fresh=suite.fresh)
     _, _, roles = grid(suite.budget)
-    configs = {seed: c10_config(suite.budget, seed, train_data.name, model_spec.name)
-               for seed in s.seeds}
-    results = {seed: train(c, train_data, test_data, device=suite.device, cache=cache)
-               for seed, c in configs.items()}
+    configs = {seed: c for seed, c in zip(s.seeds, c10_configs(suite, images, model_spec.name),
+                                          strict=True)}
+    runs.prefetch(suite, images, list(configs.values()))   # a no-op after the shared runs'
+    results = {seed: runs.run(suite, images, c) for seed, c in configs.items()}
     m = measure(results, x, y, s, roles)
     m["model"] = model_spec.name
     v = judge(m)

@@ -21,7 +21,7 @@ above, step by step, within float32 rounding of the stored weights, 2(1+μ)u (de
 plain-SGD prediction arccos((1−2ηλ)e^{−δ/2}) (momentum ignored; θ too large by √(1+μ)) must miss
 the interval, and the identity read with μ = 0 must exceed its rounding bound.
 
-Budget: smoke — 96 steps; quick — 320 steps of batch 32 (stand-in data unless CIFAR-10 is
+Budget: smoke — 96 steps; quick — 320 steps of batch 16 (stand-in data unless CIFAR-10 is
 configured); full — 4,000 steps of batch 128 at width 16. Only the scale-invariant tensors train at
 the CPU budgets (``budget.extra``, as the grid runs). No budget is excused: a miss is a FAIL.
 """
@@ -66,12 +66,17 @@ def config(budget, mu: float, data_name: str, model: str = "resnet8") -> TrainCo
     cpu = budget.name != "full"
     ps = pairs(budget)
     return TrainConfig(etas=tuple(e for e, _ in ps), lams=tuple(lam for _, lam in ps),
-                       steps=STEPS.get(budget.name, budget.steps), batch_size=budget.batch_size,
+                       steps=budget.cap_steps(STEPS.get(budget.name, budget.steps)),
+                       batch_size=budget.batch_size,
                        model=model, width=CPU_WIDTH if cpu else budget.width,
                        seed=budget.seeds[0], momentum=mu, augment=budget.augment,
                        init_scales=(INIT_SCALE,) * len(ps) if cpu else None,
                        freeze_non_invariant=bool(budget.extra.get("freeze_non_invariant")),
                        evaluate=False, data=data_name, n_train=budget.n_train)
+
+
+runs.EXTRA["E1"] = lambda suite, images, model: [config(suite.budget, mu, images[0].name, model)
+                                                 for mu in MOMENTA]
 
 
 # --- measure ---------------------------------------------------------------------------------

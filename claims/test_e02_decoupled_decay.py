@@ -56,6 +56,7 @@ from wd_claims import setting, stats, theory  # noqa: E402
 from wd_claims.data import DeviceData  # noqa: E402
 from wd_claims.invariance import NoScaleInvariantTensor, scale_invariant_names  # noqa: E402
 from wd_claims.judge import Check  # noqa: E402
+from wd_claims.monitor import GRAM, Monitor  # noqa: E402
 from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
 from wd_claims.train import TrainConfig, batch_stream  # noqa: E402
 
@@ -87,7 +88,7 @@ def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, imag
     the radial share of the update u = (a·w_t − w_{t+1})/η: mean |cos(u_j, w_j)| and mean signed
     cos(u_j, w_j); and what the norm balance needs (its average over units is exact in these two):
     rho = mean_j η⟨u_j, w_j⟩/‖w_j‖² (the radial step) and r2 = mean_j η²‖u_j‖²/‖w_j‖²."""
-    steps = STEPS.get(budget.name, budget.steps)
+    steps = budget.cap_steps(STEPS.get(budget.name, budget.steps))
     # the batch stream only (seed, batch, steps, augmentation); the model is built here
     tc = TrainConfig(etas=(eta,), lams=(0.0,), steps=steps, batch_size=budget.batch_size,
                      model="conv_groupnorm", seed=budget.seeds[0], augment=budget.augment,
@@ -105,42 +106,39 @@ def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, imag
     # normalized by itself: per-unit scale invariance); otherwise the whole tensor
     per_unit = all(isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in model.modules()
                    if isinstance(mod, NORMALIZATIONS))
-    rows = [p.shape[0] if per_unit else 1 for p in params]
     if kind == "adamw":
         opt = torch.optim.AdamW(params, lr=eta, weight_decay=lam_w, betas=(mu, BETA2))
     else:  # SGDW: decay first, then the momentum step with the gradient taken at w_t
         opt = torch.optim.SGD(params, lr=eta, momentum=mu)
     a = 1 - eta * lam_w
-    keys = ("theta2", "logx", "radial", "cos_uw", "rho", "r2")
-    out = {k: np.full(steps, np.nan) for k in keys}
-    train = DeviceData.from_images(images[0])
-    for t, (x, y) in enumerate(batch_stream(tc, train)):
-        w = [p.detach().double().reshape(n, -1).clone() for p, n in zip(params, rows, strict=True)]
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        if kind == "sgdw":
+    # the measurement is the training-run monitor's (wd_claims.monitor): the suite and the
+    # monitor cannot disagree. Its pre-hook snapshots w_t; SGDW's decay is a pre-hook after it.
+    monitor = Monitor(model, opt, tensors=names, units=per_unit,
+                      rule="sgdw" if kind == "sgdw" else "adamw",
+                      decoupled_weight_decay=lam_w if kind == "sgdw" else None)
+    if kind == "sgdw":
+        def decay(*_):
             with torch.no_grad():
                 for p in params:
                     p.mul_(a)
+
+        opt.register_step_pre_hook(decay)
+    train = DeviceData.from_images(images[0])
+    for x, y in batch_stream(tc, train):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
         opt.step()
-        theta, logx, cos_uw, rho, r2 = [], [], [], [], []
-        for w_, p in zip(w, params, strict=True):   # per layer: (units, fan-in) float64
-            v = p.detach().double().reshape(w_.shape[0], -1)
-            u = (a * w_ - v) / eta
-            ww, vv, wv = (w_ * w_).sum(1), (v * v).sum(1), (w_ * v).sum(1)
-            theta.append(torch.arccos((wv / torch.sqrt(ww * vv)).clamp(-1, 1)))
-            logx.append(torch.log(ww))
-            cos_uw.append((u * w_).sum(1) / torch.sqrt((u * u).sum(1) * ww))
-            rho.append(eta * (u * w_).sum(1) / ww)
-            r2.append(eta**2 * (u * u).sum(1) / ww)
-        theta, logx, cos_uw = torch.cat(theta), torch.cat(logx), torch.cat(cos_uw)
-        out["theta2"][t] = float((theta ** 2).mean())
-        out["logx"][t] = float(logx.mean())
-        out["radial"][t] = float(cos_uw.abs().mean())
-        out["cos_uw"][t] = float(cos_uw.mean())
-        out["rho"][t] = float(torch.cat(rho).mean())
-        out["r2"][t] = float(torch.cat(r2).mean())
-    out["units"] = int(theta.numel())
+    monitor.close()
+    rec = monitor.records()
+    ww, wv, vv = (rec.gram[:, :, GRAM.index(k)] for k in ("ww", "wv", "vv"))  # (T, units)
+    uw = (a * ww - wv) / eta                       # ⟨u_j, w_j⟩, u = (a·w_t − w_{t+1})/η
+    uu = (a * a * ww - 2 * a * wv + vv) / eta**2   # ‖u_j‖²
+    theta = np.arctan2(np.sqrt(np.maximum(ww * vv - wv * wv, 0)), wv)
+    cos_uw = uw / np.sqrt(uu * ww)
+    out = {"theta2": (theta**2).mean(1), "logx": np.log(ww).mean(1),
+           "radial": np.abs(cos_uw).mean(1), "cos_uw": cos_uw.mean(1),
+           "rho": (eta * uw / ww).mean(1), "r2": (eta**2 * uu / ww).mean(1)}
+    out["units"] = int(theta.shape[1])
     out["unit_kind"] = ("one output channel's kernel (per-channel BatchNorm)" if per_unit
                         else "one whole scale-invariant tensor (the model's normalizations are "
                              "not per channel)")

@@ -8,7 +8,7 @@ SGD step is ``w ← w − η(g + 2λw) = (1 − 2ηλ)w − ηg``. ``torch.optim
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 
 def torch_weight_decay(lam: float) -> float:
@@ -42,6 +42,18 @@ class Budget:
     def asdict(self) -> dict:
         return asdict(self)
 
+    def cap_steps(self, steps: int) -> int:
+        """A claim's own step count, capped by a test-only shrink (``max_steps``)."""
+        return min(steps, self.extra.get("max_steps", steps))
+
+    def cap_images(self, n: int) -> int:
+        """A claim's own image count (a probe or evaluation batch), capped likewise."""
+        return min(n, self.extra.get("max_images", n))
+
+    def cap_repeats(self, n: int) -> int:
+        """A claim's own number of repetitions (splits, draws), capped likewise."""
+        return min(n, self.extra.get("max_repeats", n))
+
 
 # The (η, λ) grids are geometric with the same ratio √10 in η and in λ: each spans 10×, and the
 # anti-diagonals share ηλ (C7 compares equal-ηλ configurations). Relaxation to the equilibrium takes
@@ -61,11 +73,13 @@ BUDGETS: dict[str, Budget] = {
     "smoke": Budget(name="smoke", width=8, n_train=1024, n_test=512, batch_size=32, epochs=4,
                     etas=(0.1, 0.1 * _R10, 1.0), lams=(0.01, 0.01 * _R10, 0.1), seeds=(0,),
                     probe_batch=16, needs_cifar=False, extra=dict(_CPU_DYNAMICS)),
-    # CPU default: the real ResNet-8 (width 16), on CIFAR-10 when present, else the stand-in.
-    # ηλ ∈ [1e-3, 0.1]: the slowest configuration relaxes in 1/(8ηλ) = 125 steps and the run has
-    # 768 steps (6 of those); batch 32 buys steps on a CPU. One seed: the grid's nine
-    # configurations are the replicates of the regressions (C7, C8); ~2 CPU-minutes.
-    "quick": Budget(name="quick", width=16, n_train=8192, n_test=2048, batch_size=32, epochs=3,
+    # CPU default: ResNet-8 at half width (8; the geometry claims C1–C3 probe the real width 16),
+    # on CIFAR-10 when present, else the stand-in. ηλ ∈ [1e-3, 0.1]: the slowest configuration
+    # relaxes in 1/(8ηλ) = 125 steps and the run has 768 steps (6 of those). Batch 16 and width 8
+    # buy steps on a CPU: 24 ms per configuration-step against 129 ms at width 16, batch 32
+    # (docs/performance.md); the dynamics (C4–C8) are in steps, not images. One seed: the grid's
+    # nine configurations are the replicates of the regressions (C7, C8).
+    "quick": Budget(name="quick", width=8, n_train=8192, n_test=2048, batch_size=16, epochs=1.5,
                     etas=(0.1, 0.1 * _R10, 1.0), lams=(0.01, 0.01 * _R10, 0.1), seeds=(0,),
                     probe_batch=32, needs_cifar=False, extra=dict(_CPU_DYNAMICS)),
     # CUDA default: the article's Fig. 2 setting: ResNet-8, CIFAR-10, batch 128, 100 epochs
@@ -77,3 +91,23 @@ BUDGETS: dict[str, Budget] = {
 }
 
 DEVICES = ("auto", "cpu", "cuda")
+
+# A test-only override of a budget's lengths (JSON in this variable), so that the full budget's
+# code path — its grid, every parameter training, the default start, both seeds, CIFAR-10 — runs
+# end to end on a CPU in minutes (tests/test_full_budget.py). The report says the budget is shrunk.
+ENV_SHRINK = "WD_CLAIMS_TEST_SHRINK"
+SHRINKABLE = ("n_train", "n_test", "epochs", "probe_batch")   # Budget fields
+CAPS = ("max_steps", "max_images", "max_repeats")   # caps on claim-specific lengths (Budget.cap_*)
+
+
+def shrunk(budget: Budget, overrides: dict) -> Budget:
+    """``budget`` with the lengths in ``overrides`` replaced (fields of SHRINKABLE, caps of CAPS);
+    anything else is a ValueError: the override may shorten a budget, never change its setting."""
+    unknown = sorted(set(overrides) - set(SHRINKABLE) - set(CAPS))
+    if unknown:
+        raise ValueError(f"{ENV_SHRINK}: {unknown} cannot be overridden; only the lengths "
+                         f"{SHRINKABLE + CAPS}")
+    fields = {k: type(getattr(budget, k))(v) for k, v in overrides.items() if k in SHRINKABLE}
+    extra = {**budget.extra, "shrunk": dict(overrides),
+             **{k: int(v) for k, v in overrides.items() if k in CAPS}}
+    return replace(budget, **fields, extra=extra)

@@ -175,9 +175,24 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
     x: (B, C, H, W) → (B, C, H, W). The random draws come from ``generator`` (on the CPU, so the
     same seed gives the same augmentation on every device).
     """
+    shift, flip = augmentation_draws(generator, 1, x.shape[0], pad)
+    return augment_drawn(x, shift[0].to(x.device), flip[0].to(x.device), pad)
+
+
+def augmentation_draws(generator: torch.Generator, steps: int, batch: int, pad: int = 4
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(shift, flip): (steps, batch, 2) int64 crop offsets in [0, 2·pad] and (steps, batch) bool
+    flips, drawn on the CPU from ``generator`` for many steps at once, so that a training loop on
+    CUDA copies them once per chunk of steps (non-blocking) instead of once per step."""
+    shift = torch.randint(0, 2 * pad + 1, (steps, batch, 2), generator=generator)
+    flip = torch.rand(steps, batch, generator=generator) < 0.5
+    return shift, flip
+
+
+def augment_drawn(x: torch.Tensor, shift: torch.Tensor, flip: torch.Tensor, pad: int = 4
+                  ) -> torch.Tensor:
+    """:func:`augment` with given draws: shift (B, 2), flip (B,) on x's device."""
     b, _, h, w = x.shape
-    shift = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).to(x.device)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     rows = (torch.arange(h, device=x.device).view(1, h) + shift[:, :1]).view(b, 1, h, 1)
     cols = torch.arange(w, device=x.device).view(1, w)

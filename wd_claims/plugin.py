@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from wd_claims.config import BUDGETS, DEVICES, Budget
+from wd_claims.config import BUDGETS, DEVICES, ENV_SHRINK, Budget, shrunk
 from wd_claims.report import Verdict, utc_now, write_report
 
 CLAIM_IDS = tuple(f"C{i}" for i in range(11)) + ("E1", "E2", "E3")
@@ -260,6 +260,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             pytest.exit(f"wd-claims: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Tell :mod:`wd_claims.runs` which claims this session runs (after -k/-m deselection), so
+    that it trains other claims' runs with the shared ones only when they are wanted."""
+    if SUITE in session.config.stash:
+        from wd_claims import runs
+
+        runs.SELECTED.clear()
+        runs.SELECTED.update(cid for item in session.items
+                             if (cid := _claim_id(item.keywords)) is not None)
+
+
 def activate(config: pytest.Config) -> Suite:
     """Resolve the session's device, budget, folders and provenance once, and register the
     report writer (idempotent). Bad input is a :class:`pytest.UsageError` naming the fix."""
@@ -279,8 +290,16 @@ def activate(config: pytest.Config) -> Suite:
 
     data_dir = data_dir_from_env(config.getoption("--data-dir"))
     download = download_allowed(config.getoption("--download"))
+    budget = BUDGETS[budget_name]
+    if os.environ.get(ENV_SHRINK):
+        import json
+
+        try:
+            budget = shrunk(budget, json.loads(os.environ[ENV_SHRINK]))
+        except ValueError as exc:   # json's errors are ValueErrors too
+            raise pytest.UsageError(f"{ENV_SHRINK}: {exc}") from exc
     suite = config.stash[SUITE] = Suite(
-        budget=BUDGETS[budget_name], device=device, device_name=_device_name(device),
+        budget=budget, device=device, device_name=_device_name(device),
         report_dir=report_dir, cache_dir=cache_dir, data_dir=data_dir, download=download,
         fresh=config.getoption("--fresh"), provenance=provenance(root, device),
         data_note=_data_note(data_dir, download))
@@ -528,6 +547,10 @@ def _incomplete(session: pytest.Session, exitstatus: int, collect_errors: int) -
 
 
 def _budget_note(suite: Suite) -> str:
+    if "shrunk" in suite.budget.extra:
+        return (f"The `{suite.budget.name}` budget SHRUNK FOR TESTING ({ENV_SHRINK}="
+                f"{suite.budget.extra['shrunk']}): its code path, not its statistics. No verdict "
+                "here stands for the article.")
     if suite.budget.name == "full":
         return ""
     return (f"This is the `{suite.budget.name}` budget on {suite.device}: smaller runs than the "

@@ -19,6 +19,7 @@ processes; ``--fresh`` ignores it).
 from __future__ import annotations
 
 from wd_claims.config import Budget
+from wd_claims.invariance import EXACT_EPS
 from wd_claims.train import TrainConfig, TrainResult, train
 
 START_SCALES = (0.25, 1.0, 4.0)    # ‖w₀‖ multipliers of the scale-invariant tensors (C4, C5)
@@ -55,8 +56,11 @@ def starts_config(budget: Budget, seed: int, data_name: str, model: str = "resne
     common = _common(budget, seed, data_name, model)
     # The grid's full length: the map alone relaxes in ~1/(8ηλ) steps, but x* moves while G
     # drifts early in training; at quick, half the steps left no settled window (C5).
+    # Normalizations' eps ≈ 0 (EXACT_EPS): C4's identity Δ‖w‖² = η²‖g‖² needs ⟨g, w⟩ = 0, which
+    # eps = 1e-5 breaks where ‖w‖ is small (measured at ‖w₀‖/4, ResNet-8 width 8: cos(g, w) =
+    # −6e-5 on layer3's shortcut, 20× the float32 rounding the identity is held to).
     return TrainConfig(etas=(eta,) * 2 * n, lams=(lam,) * n + (0.0,) * n,
-                       init_scales=START_SCALES * 2, **common)
+                       init_scales=START_SCALES * 2, norm_eps=EXACT_EPS, **common)
 
 
 def momentum_config(budget: Budget, seed: int, data_name: str, model: str = "resnet8"
@@ -111,11 +115,20 @@ def configs(suite, images, which: str, model: str) -> list[TrainConfig]:
     return [MAKE[which](suite.budget, seed, images[0].name, model) for seed in seeds]
 
 
+# Other claims' runs trained together with the shared ones (claim id → (suite, images, model) →
+# configs), when that claim is in the session: one pool of workers, balanced (C10 registers).
+EXTRA: dict = {}
+SELECTED: set[str] = set()   # claim ids of the session's selected tests (set by the plugin)
+
+
 def results(suite, images, which: str = "grid", model: str = "resnet8") -> list[TrainResult]:
     """One :class:`TrainResult` per seed of the budget for ``which`` ∈ {grid, starts, momentum},
     of ``model`` (a wd_claims.zoo.MODELS name: the zoo's, or a --model factory's). The first call
-    trains every shared run of the model that is not cached yet, in parallel (:func:`prefetch`)."""
-    prefetch(suite, images, [c for w in MAKE for c in configs(suite, images, w, model)])
+    trains every shared run of the model that is not cached yet, in parallel (:func:`prefetch`),
+    with the :data:`EXTRA` runs of the selected claims."""
+    extra = [c for cid, make in EXTRA.items() if cid in SELECTED
+             for c in make(suite, images, model)]
+    prefetch(suite, images, [c for w in MAKE for c in configs(suite, images, w, model)] + extra)
     return [run(suite, images, c) for c in configs(suite, images, which, model)]
 
 
@@ -157,6 +170,8 @@ def prefetch(suite, images, wanted: list[TrainConfig]) -> None:
 
     from wd_claims.cache import mark_written
 
+    # longest first (configurations × steps), so that two workers finish together
+    missing.sort(key=lambda c: -c.k * c.steps)
     jobs = [(c, images, str(suite.cache_dir), suite.fresh) for c in missing]
     with ProcessPoolExecutor(max_workers=min(cores, len(missing)),
                              mp_context=multiprocessing.get_context("spawn")) as pool:
