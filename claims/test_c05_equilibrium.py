@@ -113,10 +113,11 @@ def gap(x, G, etas, lams, family: int):
         fluct = np.abs(jensen(c2, etas, lams))
         spread = np.sqrt(rel_var(c2, etas, lams))              # std of x/x* in the steady state
         tau = 1 / rate(etas, lams)                             # relaxation time, steps
+    nb = r_b.shape[1]          # N_BLOCKS, or fewer for a run cut short (stats.block_means)
     r = r_b.mean(axis=1)
-    se = r_b.std(axis=1, ddof=1) / np.sqrt(N_BLOCKS)
-    t = scipy_stats.t.ppf(1 - (1 - LEVEL) / (2 * family), N_BLOCKS - 1)
-    centers = (np.arange(N_BLOCKS) + 0.5) * (x.shape[1] // N_BLOCKS)
+    se = r_b.std(axis=1, ddof=1) / np.sqrt(nb)
+    t = scipy_stats.t.ppf(1 - (1 - LEVEL) / (2 * family), nb - 1)
+    centers = (np.arange(nb) + 0.5) * (x.shape[1] // nb)
     drift = np.polyfit(centers, np.log(Gb).T, 1)[0]            # d log G / dt, per step
     lag = np.minimum(np.abs(drift) * tau, 1.0)                 # x* ∝ G moves this far in τ
     allowance = t * se + fluct + lag

@@ -120,9 +120,7 @@ def derivation():
 def blocks(n_steps: int) -> list[tuple[int, int]]:
     """N_BLOCKS consecutive [start, stop) ranges tiling the window's steps whose successor's norm
     is recorded (the last recorded step T−1 has no ‖w_T‖, so the window ends at T − 1)."""
-    w = stats.late_window(n_steps, WINDOW)
-    edges = np.linspace(w.start, n_steps - 1, N_BLOCKS + 1).round().astype(int)
-    return list(zip(edges[:-1], edges[1:], strict=True))
+    return stats.block_edges(stats.late_window(n_steps, WINDOW).start, n_steps - 1, N_BLOCKS)
 
 
 def window_drift(x) -> float:

@@ -172,9 +172,7 @@ def derivation():
 
 def blocks(n_steps: int) -> list[tuple[int, int]]:
     """N_BLOCKS [start, stop) ranges tiling the last WINDOW of the steps."""
-    w = stats.late_window(n_steps, WINDOW)
-    edges = np.linspace(w.start, n_steps, N_BLOCKS + 1).round().astype(int)
-    return list(zip(edges[:-1], edges[1:], strict=True))
+    return stats.block_edges(stats.late_window(n_steps, WINDOW).start, n_steps, N_BLOCKS)
 
 
 def window_drift(logx) -> float:

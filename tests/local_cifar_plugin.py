@@ -8,9 +8,10 @@ from pathlib import Path
 
 
 def pytest_configure(config) -> None:
-    from torchvision.datasets import CIFAR10
+    from torchvision.datasets import CIFAR10, cifar
 
     def written_by_the_tests(self) -> bool:
         return (Path(self.root) / self.base_folder / "batches.meta").exists()
 
     CIFAR10._check_integrity = written_by_the_tests
+    cifar.check_integrity = lambda path, md5=None: Path(path).is_file()   # batches.meta's check

@@ -4,8 +4,10 @@ Everything as ``--budget full`` — the Fig. 2 grid (η ∈ [0.1, 1], λ ∈ [2.
 parameter training, the default start, both seeds, batch 128, ResNet-8 at width 16, CIFAR-10 read
 through torchvision from files in CIFAR-10's on-disk format — except the lengths, which the
 test-only ``WD_CLAIMS_TEST_SHRINK`` cuts (wd_claims.config.shrunk: it can shorten a budget, never
-change its setting). The report must exist, say it was shrunk, and hold a verdict for every claim;
-no configuration of the grid may diverge.
+change its setting). The report must exist, say it was shrunk, and hold a verdict for every claim
+but the geometry ones (C1–C3 probe the same width-16 network at every budget, only their probe
+batch grows, and ``scripts/gpu_check.py`` runs them at the full budget); no configuration of the
+grid may diverge.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from tests.bench.cifar_format import write_cifar_format
 
 ROOT = Path(__file__).resolve().parents[1]
 SHRINK = {"n_train": 512, "n_test": 256, "epochs": 2, "probe_batch": 16, "max_steps": 8,
-          "max_images": 32, "max_repeats": 8}          # 512 images / batch 128 × 2 epochs = 8 steps
-CLAIM_IDS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "C10", "E1", "E2")
+          "max_images": 16, "max_repeats": 8}          # 512 images / batch 128 × 2 epochs = 8 steps
+CLAIM_IDS = ("C0", "C4", "C5", "C6", "C7", "C8", "C9", "C10", "E1", "E2")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def full_run(tmp_path_factory):
         [sys.executable, "-m", "pytest", "claims/", "--budget", "full", "--device", "cpu",
          "--data-dir", str(data), "--report-dir", str(tmp / "reports"),
          "--cache-dir", str(tmp / "cache"), "-p", "tests.local_cifar_plugin", "-q",
-         "-p", "no:cacheprovider"],
+         "-p", "no:cacheprovider", "-m", "not (c01 or c02 or c03)"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     return out, tmp / "reports"
 
@@ -47,6 +49,13 @@ def test_the_full_budget_runs_end_to_end_and_writes_its_report(full_run):
     assert "error" not in out.stdout.splitlines()[-1].lower(), out.stdout[-4000:]
     verdicts = json.loads((reports / "latest.json").read_text())
     assert {v["id"] for v in verdicts} >= set(CLAIM_IDS)
+    # a verdict, not a skip: at 8 steps a statistical claim may FAIL, but it ran; the one error
+    # allowed before a verdict is the clear "too short" of a window with a single step (C8's)
+    assert {v["status"] for v in verdicts} <= {"pass", "fail", "xfail"}, \
+        [(v["id"], v["status"], v["reason"][:200]) for v in verdicts]
+    crashed = [(v["id"], v["reason"][:300]) for v in verdicts
+               if "before filing a verdict" in v["reason"] and "too short" not in v["reason"]]
+    assert not crashed
     text = (reports / "latest.md").read_text()
     assert "SHRUNK FOR TESTING" in text
 

@@ -89,6 +89,14 @@ def late_window(n_steps: int, fraction: float) -> slice:
     return slice(n_steps - max(1, int(round(fraction * n_steps))), n_steps)
 
 
+def block_edges(start: int, stop: int, n_blocks: int) -> list[tuple[int, int]]:
+    """[start, stop) cut into ``n_blocks`` consecutive near-equal ranges; fewer (one step each, at
+    least one) when the span is shorter than ``n_blocks``."""
+    n = max(1, min(n_blocks, stop - start))
+    edges = np.linspace(start, stop, n + 1).round().astype(int)
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
 def rms(a, axis=-1) -> np.ndarray:
     """√(mean(a²)) along ``axis``, ignoring NaN (steps after a divergence)."""
     return np.sqrt(np.nanmean(np.square(a), axis=axis))
@@ -101,11 +109,13 @@ def geometric_mean(a, axis=-1) -> np.ndarray:
 
 def block_means(a, n_blocks: int, axis=-1) -> np.ndarray:
     """Means of ``n_blocks`` consecutive equal blocks along ``axis`` (a trailing remainder that does
-    not fill a block is dropped). (…, T) → (…, n_blocks) for axis = −1."""
+    not fill a block is dropped). (…, T) → (…, n_blocks) for axis = −1. A series shorter than
+    ``n_blocks`` (a run cut short for testing) gets one block per value, at least two."""
     a = np.moveaxis(np.asarray(a, dtype=float), axis, -1)
+    if a.shape[-1] < 2:
+        raise ValueError(f"{a.shape[-1]} value(s) cannot give two blocks: the run is too short")
+    n_blocks = min(n_blocks, a.shape[-1])
     size = a.shape[-1] // n_blocks
-    if size == 0:
-        raise ValueError(f"{a.shape[-1]} values cannot fill {n_blocks} blocks")
     trimmed = a[..., a.shape[-1] - size * n_blocks:]
     out = trimmed.reshape(*a.shape[:-1], n_blocks, size).mean(axis=-1)
     return np.moveaxis(out, -1, axis)
