@@ -6,8 +6,9 @@ through torchvision from files in CIFAR-10's on-disk format — except the lengt
 test-only ``WD_CLAIMS_TEST_SHRINK`` cuts (wd_claims.config.shrunk: it can shorten a budget, never
 change its setting). The report must exist, say it was shrunk, and hold a verdict for every claim
 but the geometry ones (C1–C3 probe the same width-16 network at every budget, only their probe
-batch grows, and ``scripts/gpu_check.py`` runs them at the full budget); no configuration of the
-grid may diverge.
+batch grows, and ``scripts/gpu_check.py`` runs them at the full budget) and C10 (its full-budget
+code is its quick code with other lengths; its Lanczos runs cost most of this test's time, so it
+is left out to keep CI inside its time); no configuration of the grid may diverge.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tests.bench.cifar_format import write_cifar_format
 ROOT = Path(__file__).resolve().parents[1]
 SHRINK = {"n_train": 512, "n_test": 256, "epochs": 2, "probe_batch": 16, "max_steps": 8,
           "max_images": 16, "max_repeats": 8}          # 512 images / batch 128 × 2 epochs = 8 steps
-CLAIM_IDS = ("C0", "C4", "C5", "C6", "C7", "C8", "C9", "C10", "E1", "E2")
+CLAIM_IDS = ("C0", "C4", "C5", "C6", "C7", "C8", "C9", "E1", "E2")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def full_run(tmp_path_factory):
         [sys.executable, "-m", "pytest", "claims/", "--budget", "full", "--device", "cpu",
          "--data-dir", str(data), "--report-dir", str(tmp / "reports"),
          "--cache-dir", str(tmp / "cache"), "-p", "tests.local_cifar_plugin", "-q",
-         "-p", "no:cacheprovider", "-m", "not (c01 or c02 or c03)"],
+         "-p", "no:cacheprovider", "-m", "not (c01 or c02 or c03 or c10)"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     return out, tmp / "reports"
 
