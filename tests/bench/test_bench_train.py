@@ -73,19 +73,22 @@ def baseline_run(root, device: str) -> float:
     return time.perf_counter() - t0
 
 
-def engine_config(data: DeviceData, steps: int = STEPS, precision: str = "float32"):
+def engine_config(data: DeviceData, steps: int = STEPS, precision: str = "float32",
+                  path: str = "loop"):
     from wd_claims.train import TrainConfig
 
     return TrainConfig(etas=K_ETAS, lams=K_LAMS, steps=steps, batch_size=BATCH,
-                       data=data.name, n_train=len(data), evaluate=False, precision=precision)
+                       data=data.name, n_train=len(data), evaluate=False, precision=precision,
+                       path=path)
 
 
-def engine_run(data: DeviceData, precision: str) -> float:
+def engine_run(data: DeviceData, precision: str, path: str = "loop") -> float:
     from wd_claims.train import train
 
     _sync(data.x.device.type)
     t0 = time.perf_counter()
-    train(engine_config(data, precision=precision), data, device=DEVICE, progress=False)
+    train(engine_config(data, precision=precision, path=path), data, device=DEVICE,
+          progress=False)
     _sync(data.x.device.type)
     return time.perf_counter() - t0
 
@@ -138,9 +141,11 @@ def test_baseline_per_configuration_loop_throughput(benchmark, cifar_folder):
     _record(benchmark, "baseline", seconds)
 
 
-@pytest.mark.parametrize("precision", ["float32", "bf16-autocast"])
-def test_engine_throughput_and_ratio_to_the_baseline(benchmark, engine_data, precision):
+@pytest.mark.parametrize("precision,path", [("float32", "loop"), ("float32", "fused"),
+                                            ("bf16-autocast", "loop")])
+def test_engine_throughput_and_ratio_to_the_baseline(benchmark, engine_data, precision, path):
     data, probe_seconds = engine_data
-    seconds = benchmark.pedantic(engine_run, args=(data, precision), rounds=1, iterations=1)
-    benchmark.extra_info.update({"precision": precision, "probe_s": probe_seconds})
-    _record(benchmark, f"engine {precision}", seconds)
+    seconds = benchmark.pedantic(engine_run, args=(data, precision, path), rounds=1,
+                                 iterations=1)
+    benchmark.extra_info.update({"precision": precision, "path": path, "probe_s": probe_seconds})
+    _record(benchmark, f"engine {path} {precision}", seconds)
