@@ -216,6 +216,15 @@ def test_bad_use_gets_a_clear_error():
         Monitor(model, other, input_shape=SHAPE)
 
 
+def test_a_monitor_asked_before_any_step_says_so_instead_of_crashing():
+    torch.manual_seed(0)
+    model = Net()
+    mon = Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-2),
+                  input_shape=SHAPE)
+    assert len(mon.records().steps) == 0
+    assert {v.status for v in mon.verdicts()} == {"too short"}
+
+
 def test_a_closure_passed_to_step_is_refused():
     torch.manual_seed(0)
     model = Net()

@@ -225,8 +225,9 @@ class Monitor:
             parts.append(self._buf[: self._slot].cpu().numpy().copy())
         rows = self._buf.shape[1]
         gram = np.concatenate(parts) if parts else np.zeros((0, rows, len(GRAM)))
+        groups = len(self.optimizer.param_groups)
         return Records(self.tracked, np.array(self._steps, dtype=np.int64), gram,
-                       np.array(self._hyper, dtype=float).reshape(len(self._steps), -1,
+                       np.array(self._hyper, dtype=float).reshape(len(self._steps), groups,
                                                                   len(HYPER)),
                        type(self.optimizer).__name__, self.every, self.units,
                        self.decoupled_weight_decay, dict(self._missing))
