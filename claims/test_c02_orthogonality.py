@@ -36,8 +36,8 @@ from wd_claims.config import torch_weight_decay
 from wd_claims.invariance import float64_exact
 from wd_claims.judge import Check
 from wd_claims.probes import (
-    grad_weight_cosines,
     gradients,
+    named_param,
     rounding_tolerance,
     rounding_tolerance_reason,
 )
@@ -64,14 +64,19 @@ def cosines_along_sgd(model, x, y, names, steps: int) -> np.ndarray:
     ``steps`` plain SGD steps. The batch is split in two halves used alternately."""
     opt = torch.optim.SGD(model.parameters(), lr=ETA, weight_decay=torch_weight_decay(LAM))
     halves = [(x[: len(x) // 2], y[: len(y) // 2]), (x[len(x) // 2:], y[len(y) // 2:])]
+    params = dict(model.named_parameters())
+    wanted = list(params) + [n for n in names if n not in params]
     out = np.empty((len(names), steps + 1))
     for t in range(steps + 1):
         xb, yb = halves[t % 2]
-        out[:, t] = [grad_weight_cosines(model, xb, yb, names)[n] for n in names]
+        # one backward pass per step: the gradient that is measured is the one the step applies
+        grads = gradients(model, xb, yb, wanted)
+        for i, n in enumerate(names):
+            g, w = grads[n], named_param(model, n).detach()
+            out[i, t] = float((g * w).sum() / (g.norm() * w.norm()))
         if t < steps:
             opt.zero_grad()
-            grads = gradients(model, xb, yb, [n for n, _ in model.named_parameters()])
-            for n, p in model.named_parameters():
+            for n, p in params.items():
                 p.grad = grads[n]
             opt.step()
     return out

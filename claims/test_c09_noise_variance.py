@@ -37,13 +37,12 @@ at quick).
 import numpy as np
 import pytest
 
-from wd_claims import setting, theory
-from wd_claims.cache import Cache
+from wd_claims import runs, setting, theory
 from wd_claims.data import DeviceData
 from wd_claims.judge import Check
 from wd_claims.noise import draw_contributions, ratio_interval
 from wd_claims.report import Verdict, fmt, save_figure
-from wd_claims.train import TrainConfig, train
+from wd_claims.train import TrainConfig
 
 pytestmark = pytest.mark.c09
 
@@ -58,13 +57,18 @@ KINDS = {"two_steps_independent": "independent batches at w₀ (the article)",
          "two_steps_real": "two real consecutive steps"}
 
 
-def run_config(budget, data: DeviceData, model: str = "resnet8") -> TrainConfig:
+def run_config(budget, data_name: str, n_train: int, model: str = "resnet8") -> TrainConfig:
     """One epoch of ResNet-8 at the budget grid's middle (η, λ), checkpoints at start and end."""
-    steps = len(data) // budget.batch_size
+    steps = n_train // budget.batch_size
     eta, lam = budget.etas[len(budget.etas) // 2], budget.lams[len(budget.lams) // 2]
     return TrainConfig(etas=(eta,), lams=(lam,), steps=steps, batch_size=budget.batch_size,
                        model=model, width=budget.width, seed=0, augment=budget.augment,
-                       checkpoints=(0, steps), data=data.name, n_train=len(data))
+                       checkpoints=(0, steps), data=data_name, n_train=n_train, evaluate=False)
+
+
+# trained with the shared runs, in their worker processes (wd_claims.runs.EXTRA)
+runs.EXTRA["C9"] = lambda suite, images, model: [
+    run_config(suite.budget, images[0].name, len(images[0].y), model)]
 
 
 def measure(run, data: DeviceData, batch: int, draws: int) -> dict:
@@ -210,9 +214,8 @@ def test_one_double_step_has_twice_the_noise_variance_of_two_single_steps(suite,
     budget = suite.budget
     train_images, _ = images
     data = DeviceData.from_images(train_images, suite.device)
-    config = run_config(budget, data, model_spec.name)
-    run = train(config, data, device=suite.device,
-                cache=Cache(suite.cache_dir, fresh=suite.fresh), progress=False)
+    config = run_config(budget, data.name, len(data), model_spec.name)
+    run = runs.run(suite, images, config)   # prefetched with the shared runs when they train
     m = measure(run, data, budget.probe_batch, budget.cap_repeats(DRAWS[budget.name]))
     m["model"] = model_spec.name
     v = judge(m)

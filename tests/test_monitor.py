@@ -283,7 +283,7 @@ def test_lion_has_a_sympy_derived_prediction():
 
 
 def test_the_worked_example_runs_as_typed_and_prints_both_tables(tmp_path):
-    out = subprocess.run([sys.executable, "examples/monitor_training_loop.py", "--steps", "300",
+    out = subprocess.run([sys.executable, "examples/monitor_training_loop.py", "--steps", "64",
                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

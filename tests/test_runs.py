@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from wd_claims import runs
-from wd_claims.config import BUDGETS
+from wd_claims.config import BUDGETS, shrunk
 from wd_claims.data import DeviceData, standin_cifar
 from wd_claims.train import train
 
 
 @pytest.fixture
 def smoke(tmp_path):
-    budget = BUDGETS["smoke"]
+    # the smoke budget's runs at 16 steps: what is tested is who trains them, not for how long
+    budget = shrunk(BUDGETS["smoke"], {"epochs": 0.5})
     images = (standin_cifar(budget.n_train), standin_cifar(budget.n_test, train=False))
     suite = SimpleNamespace(budget=budget, device="cpu", cache_dir=Path(tmp_path / "cache"),
                             fresh=False)

@@ -29,7 +29,7 @@ MOMENTUM = 0.9                     # C4's control: the usual value
 def _common(budget: Budget, seed: int, data_name: str, model: str) -> dict:
     return dict(steps=budget.steps, batch_size=budget.batch_size, model=model,
                 width=budget.width, seed=seed, augment=budget.augment, data=data_name,
-                n_train=budget.n_train,
+                n_train=budget.n_train, evaluate=budget.extra.get("evaluate_shared_runs", True),
                 freeze_non_invariant=bool(budget.extra.get("freeze_non_invariant", False)))
 
 
@@ -116,7 +116,8 @@ def configs(suite, images, which: str, model: str) -> list[TrainConfig]:
 
 
 # Other claims' runs trained together with the shared ones (claim id → (suite, images, model) →
-# configs), when that claim is in the session: one pool of workers, balanced (C10 registers).
+# configs), when that claim is in the session: one pool of workers, balanced (C9, C10 and E1
+# register).
 EXTRA: dict = {}
 SELECTED: set[str] = set()   # claim ids of the session's selected tests (set by the plugin)
 
