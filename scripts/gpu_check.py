@@ -39,9 +39,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from tests.bench.cifar_format import write_cifar_format  # noqa: E402
+from wd_claims.benchmark import matmul_peak_flops, training_flops_per_image  # noqa: E402
 from wd_claims.data import DeviceData, standin_cifar  # noqa: E402
-
-RESNET8_FLOP_PER_IMAGE = 75e6   # forward + backward, width 16 (docs/performance.md)
 
 
 def sync(device: str) -> None:
@@ -50,21 +49,14 @@ def sync(device: str) -> None:
 
 
 def peak(device: str, n: int) -> dict:
-    """Measured matmul TFLOP/s at n×n, float32 (TF32 off) and bf16."""
-    out = {}
-    torch.backends.cuda.matmul.allow_tf32 = False
-    for name, dtype in (("float32", torch.float32), ("bf16", torch.bfloat16)):
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        a @ b
-        sync(device)
-        reps = 20 if device == "cuda" else 2
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        sync(device)
-        out[f"{name}_tflops"] = 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
-    return out
+    """Measured matmul TFLOP/s at n×n, float32 (TF32 off) and bf16 (wd_claims.benchmark), and
+    ResNet-8's (width 16) forward + backward FLOPs per image (torch.utils.flop_counter)."""
+    from wd_claims.models import resnet8
+
+    reps = 20 if device == "cuda" else 2
+    return {"float32_tflops": matmul_peak_flops(device, torch.float32, n, reps) / 1e12,
+            "bf16_tflops": matmul_peak_flops(device, torch.bfloat16, n, reps) / 1e12,
+            "resnet8_flops_per_image": training_flops_per_image(resnet8())}
 
 
 def benchmark(device: str, steps: int, k: int, cifar_root: Path, batch: int = 128) -> dict:
@@ -217,8 +209,9 @@ def main(argv=None) -> int:
         if step == "benchmark" and "peak" in results["steps"]:
             b, p = results["steps"][step], results["steps"]["peak"]
             if isinstance(b.get("model_images_per_s"), dict):
-                b["fraction_of_float32_peak"] = {
-                    n: r * RESNET8_FLOP_PER_IMAGE / (p["float32_tflops"] * 1e12)
+                b["fraction_of_peak"] = {   # of the same precision's matmul peak
+                    n: r * p["resnet8_flops_per_image"]
+                    / (p["bf16_tflops" if "bf16" in n else "float32_tflops"] * 1e12)
                     for n, r in b["model_images_per_s"].items() if isinstance(r, float)}
         write(args.out, results)
         print(f"{step}: {time.perf_counter() - t0:.1f} s", flush=True)

@@ -293,3 +293,13 @@ def test_the_worked_example_runs_as_typed_and_prints_both_tables(tmp_path):
 
 
 warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
+
+
+def test_a_progress_line_is_printed_as_each_multiple_of_progress_steps_reaches_the_host(capsys):
+    for chunk, steps, lines in ((8, 64, 3), (64, 128, 2)):   # 20, 40, 60 pass; 2 flushes only
+        torch.manual_seed(0)
+        model = Net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-2)
+        Monitor(model, opt, input_shape=SHAPE, chunk=chunk, progress=20)
+        run(model, opt, steps)
+        assert len(capsys.readouterr().out.strip().splitlines()) == lines, chunk

@@ -108,6 +108,7 @@ class Monitor:
                              "decoupled decay; the monitor cannot see the loop's own)")
         self.model, self.optimizer, self.every, self.units = model, optimizer, every, units
         self.chunk, self.progress = chunk, progress
+        self._progress_lines = 0   # progress lines printed: one per ``progress`` recorded steps
         self.decoupled_weight_decay = decoupled_weight_decay
         names = self._names(model, input_shape, tensors)
         params = dict(model.named_parameters())
@@ -211,9 +212,12 @@ class Monitor:
         if self._slot:
             self._host.append(self._buf[: self._slot].cpu().numpy().copy())
             self._slot = 0
-            if self.progress and len(self._steps) % self.progress < self.chunk:
+            # the records reach the host once per chunk: print if a multiple of ``progress``
+            # was passed since the last line (at most one line per flush)
+            if self.progress and len(self._steps) // self.progress > self._progress_lines:
                 from wd_claims.monitor_report import progress_line
 
+                self._progress_lines = len(self._steps) // self.progress
                 print(progress_line(self.records()), flush=True)
 
     # --- results ----------------------------------------------------------------------------

@@ -117,14 +117,15 @@ def relaxation_steps(rule: str, h: Hyper) -> float:
 def rule_of(optimizer, group: dict) -> tuple[str | None, str]:
     """(rule, why) for one parameter group of ``optimizer``; rule None when nothing is derived for
     it, with ``why`` saying what is missing."""
+    import torch  # here, not at the top: the predictions above are sympy and plain math
+
     name = type(optimizer).__name__
-    if isinstance(optimizer, __import__("torch").optim.SGD):
+    if isinstance(optimizer, torch.optim.SGD):
         if group.get("nesterov"):
             return None, "SGD with nesterov=True: no equilibrium derived (plain or heavy-ball only)"
         if group.get("dampening", 0):
             return None, "SGD with dampening > 0: no equilibrium derived"
         return ("sgd-momentum" if group.get("momentum", 0) else "sgd"), "coupled decay, wd = 2λ"
-    torch = __import__("torch")
     if isinstance(optimizer, torch.optim.AdamW) or (
             isinstance(optimizer, torch.optim.Adam) and group.get("decoupled_weight_decay")):
         return "adamw", "decoupled decay λ_w = weight_decay (Kosson et al. 2024)"

@@ -5,7 +5,7 @@ import platform
 
 import torch
 
-from tests.bench.test_bench_train import RESULTS, THREADS
+from tests.bench.test_bench_train import FRACTIONS, RESULTS, THREADS
 
 
 def _cpu_model() -> str:
@@ -50,7 +50,9 @@ def pytest_terminal_summary(terminalreporter):
     for name, rate in RESULTS.items():
         ratio = (f"   ratio {rate / RESULTS['baseline']:.2f}x (engine / baseline)"
                  if name != "baseline" and "baseline" in RESULTS else "")
-        terminalreporter.write_line(f"{name:>22}: {rate:8,.0f}{ratio}")
+        share = (f"   {100 * FRACTIONS[name]:.1f} % of the matmul peak"
+                 if name in FRACTIONS else "")
+        terminalreporter.write_line(f"{name:>22}: {rate:8,.0f}{ratio}{share}")
 
 
 def _device_name() -> str:

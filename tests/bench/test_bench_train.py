@@ -47,6 +47,7 @@ N_IMAGES = BATCH * STEPS
 # on a machine of one's own set WD_BENCH_THREADS to the number of cores.
 THREADS = int(os.environ.get("WD_BENCH_THREADS", "1"))
 RESULTS: dict[str, float] = {}
+FRACTIONS: dict[str, float] = {}   # name → fraction of the same-precision matmul peak
 
 
 def baseline_run(root, device: str) -> float:
@@ -107,6 +108,16 @@ def threads():
 
 
 @pytest.fixture(scope="module")
+def peak(threads):
+    """(FLOPs per image of ResNet-8 width 16, {precision: matmul FLOP/s}), measured here."""
+    from wd_claims.benchmark import matmul_peak_flops, training_flops_per_image
+
+    return training_flops_per_image(resnet8()), {
+        "float32": matmul_peak_flops(DEVICE, torch.float32),
+        "bf16-autocast": matmul_peak_flops(DEVICE, torch.bfloat16)}
+
+
+@pytest.fixture(scope="module")
 def cifar_folder(tmp_path_factory):
     return write_cifar_format(tmp_path_factory.mktemp("cifar"), n_train=N_IMAGES)
 
@@ -123,9 +134,14 @@ def engine_data():
     return data, time.perf_counter() - t0
 
 
-def _record(benchmark, name: str, seconds: float) -> None:
+def _record(benchmark, name: str, seconds: float, peak=None, precision: str = "float32") -> None:
     rate = len(K_ETAS) * STEPS * BATCH / seconds
     RESULTS[name] = rate
+    if peak is not None:
+        flops, peaks = peak
+        FRACTIONS[name] = rate * flops / peaks[precision]
+        benchmark.extra_info.update({"flops_per_image": flops, "peak_flops": peaks[precision],
+                                     "fraction_of_peak": FRACTIONS[name]})
     benchmark.extra_info.update({
         "model_images_per_s": rate, "configurations": len(K_ETAS), "steps": STEPS,
         "batch": BATCH, "model": "resnet8 width 16", "device": DEVICE, "threads": THREADS,
@@ -135,17 +151,18 @@ def _record(benchmark, name: str, seconds: float) -> None:
         benchmark.extra_info["ratio_engine_over_baseline"] = rate / RESULTS["baseline"]
 
 
-def test_baseline_per_configuration_loop_throughput(benchmark, cifar_folder):
+def test_baseline_per_configuration_loop_throughput(benchmark, cifar_folder, peak):
     seconds = benchmark.pedantic(baseline_run, args=(cifar_folder, DEVICE), rounds=1,
                                  iterations=1)
-    _record(benchmark, "baseline", seconds)
+    _record(benchmark, "baseline", seconds, peak)
 
 
 @pytest.mark.parametrize("precision,path", [("float32", "loop"), ("float32", "fused"),
                                             ("bf16-autocast", "loop")])
-def test_engine_throughput_and_ratio_to_the_baseline(benchmark, engine_data, precision, path):
+def test_engine_throughput_and_ratio_to_the_baseline(benchmark, engine_data, peak, precision,
+                                                    path):
     data, probe_seconds = engine_data
     seconds = benchmark.pedantic(engine_run, args=(data, precision, path), rounds=1,
                                  iterations=1)
     benchmark.extra_info.update({"precision": precision, "path": path, "probe_s": probe_seconds})
-    _record(benchmark, f"engine {path} {precision}", seconds)
+    _record(benchmark, f"engine {path} {precision}", seconds, peak, precision)
