@@ -39,7 +39,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from tests.bench.cifar_format import write_cifar_format  # noqa: E402
-from wd_claims.benchmark import matmul_peak_flops, training_flops_per_image  # noqa: E402
+from wd_claims.benchmark import (  # noqa: E402
+    matmul_peak_flops,
+    training_flops_per_image,
+    typical_loop,
+)
 from wd_claims.data import DeviceData, standin_cifar  # noqa: E402
 
 
@@ -62,14 +66,10 @@ def peak(device: str, n: int) -> dict:
 def benchmark(device: str, steps: int, k: int, cifar_root: Path, batch: int = 128) -> dict:
     """model-images/s of the typical loop and of each engine path; ratios to the typical loop
     (batch 128 as the issue asks; the dry run's smaller batch only exercises the code)."""
-    import itertools
 
-    from torch.utils.data import DataLoader
     from torchvision import transforms
-    from wd_claims.models import resnet8
 
     from tests.bench.cifar_format import LocalCIFAR10
-    from wd_claims.config import torch_weight_decay
     from wd_claims.data import CIFAR_MEAN, CIFAR_STD
     from wd_claims.train import TrainConfig, train
 
@@ -78,22 +78,9 @@ def benchmark(device: str, steps: int, k: int, cifar_root: Path, batch: int = 12
                              transforms.RandomHorizontalFlip(), transforms.ToTensor(),
                              transforms.Normalize(CIFAR_MEAN, CIFAR_STD)])
     dataset = LocalCIFAR10(str(cifar_root), train=True, transform=tf)
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(k):
-        model = resnet8().to(device)
-        opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=torch_weight_decay(2.5e-4))
-        loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
-                            num_workers=2 if device == "cuda" else 0,
-                            pin_memory=device == "cuda")
-        for x, y in itertools.islice(loader, steps):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    sync(device)
-    rates = {"typical loop": k * images / (time.perf_counter() - t0)}
+    seconds = typical_loop(dataset, [(0.1, 2.5e-4)] * k, steps, batch, device,
+                           num_workers=2 if device == "cuda" else 0)
+    rates = {"typical loop": k * images / seconds}
     data = DeviceData.from_images(standin_cifar(images), device)
     paths = {"engine float32": {"path": "loop"}, "engine fused float32": {"path": "fused"},
              "engine bf16-autocast": {"precision": "bf16-autocast", "path": "loop"}}

@@ -87,3 +87,23 @@ def test_c10_factor_two_weight_decay_slip_in_one_control_configuration_fails(c10
     i = np.flatnonzero(~np.asarray(c10["main"], bool))[0]
     lam[i] /= 2
     assert status(C10.judge(perturbed(c10, lam=lam)))[0] == "fail"
+
+
+def test_c10_vectorized_rank_test_gives_scipys_rho_and_the_scalar_permutation_p_value():
+    # C10's permutation test evaluates Spearman's ρ for all pairings at once; it must be scipy's ρ
+    # (ties included) and give the p-value of the one-call-per-pairing test it replaced
+    from scipy import stats as st
+
+    rng = np.random.default_rng(3)
+    lams = np.repeat([0.01, 0.02, 0.04, 0.08], 2)
+    for values in (rng.normal(size=8) - 10 * lams, np.round(rng.normal(size=8), 1)):
+        values[0] = values[1]                                          # a tie
+        batch = np.stack([values, rng.permutation(values)])
+        np.testing.assert_allclose(C10.spearman_rho(lams, batch),
+                                   [st.spearmanr(lams, v).statistic for v in batch], rtol=1e-12)
+        scalar = st.permutation_test((values,), lambda v: st.spearmanr(lams, v).statistic,
+                                     permutation_type="pairings", alternative="less",
+                                     n_resamples=9999, random_state=np.random.default_rng(0))
+        assert C10.falling_rank_test(lams, values) == (
+            pytest.approx(st.spearmanr(lams, values).statistic, rel=1e-12),
+            pytest.approx(scalar.pvalue, rel=1e-12))

@@ -22,18 +22,15 @@ Never a timed assertion: these are measurements (``tox -e bench``, or the README
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
 from torchvision import transforms
 from wd_claims.models import resnet8
 
 from tests.bench.cifar_format import LocalCIFAR10, write_cifar_format
-from wd_claims.config import torch_weight_decay
 from wd_claims.data import CIFAR_MEAN, CIFAR_STD, DeviceData, standin_cifar
 
 K_ETAS = (0.03, 0.1, 0.3) * 3
@@ -52,26 +49,13 @@ FRACTIONS: dict[str, float] = {}   # name → fraction of the same-precision mat
 
 def baseline_run(root, device: str) -> float:
     """Train the K configurations one after another the usual way; returns seconds."""
+    from wd_claims.benchmark import typical_loop
+
     tf = transforms.Compose([transforms.RandomCrop(32, padding=4),
                              transforms.RandomHorizontalFlip(), transforms.ToTensor(),
                              transforms.Normalize(CIFAR_MEAN, CIFAR_STD)])
     dataset = LocalCIFAR10(str(root), train=True, transform=tf)
-    _sync(device)
-    t0 = time.perf_counter()
-    for eta, lam in zip(K_ETAS, K_LAMS, strict=True):
-        torch.manual_seed(0)
-        model = resnet8().to(device)
-        opt = torch.optim.SGD(model.parameters(), lr=eta, weight_decay=torch_weight_decay(lam))
-        loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True,
-                            num_workers=0, pin_memory=device == "cuda")
-        for x, y in itertools.islice(loader, STEPS):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    _sync(device)
-    return time.perf_counter() - t0
+    return typical_loop(dataset, list(zip(K_ETAS, K_LAMS, strict=True)), STEPS, BATCH, device)
 
 
 def engine_config(data: DeviceData, steps: int = STEPS, precision: str = "float32",
