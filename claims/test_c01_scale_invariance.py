@@ -20,12 +20,12 @@ beside the first-order ε term, not judged.
 
 Criterion: the declared and detected sets agree (when a set is declared), and the worst relative
 change is within float64 rounding: λ·2·depth·√n·u (wd_claims.probes.rounding_tolerance; two
-forward passes compared, depth and n from the model's shapes), ≈ 1e-11 for ResNet-8 at batch 32.
+forward passes compared, depth and n from the model's shapes), ≈ 1e-11 for ResNet-8 at batch 16.
 
 Control: the same tensors in the same network with normalization removed (the spec's control, or
 every absorbing normalization replaced by the identity); the same criterion must reject every
 tensor. Where removing normalizations changes nothing (a reparametrization), no control is
-available and the verdict says so. Budgets: the probe batch (smoke 16, quick 32, full 128 images).
+available and the verdict says so. Budgets: the probe batch (smoke 16, quick 16, full 128 images).
 """
 
 import functools

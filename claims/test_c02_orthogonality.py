@@ -15,14 +15,14 @@ with ε numerically zero; the float32, ε = 1e-5 values are reported beside, not
 
 Criterion: max |cos| ≤ λ·3·depth·√n·u (wd_claims.probes.rounding_tolerance: a gradient is a
 forward and a backward pass, the backward reducing twice per layer, for the inputs and the
-weights; n the largest layer input or tested tensor), ≈ 3e-11 for ResNet-8 at batch 32. No term of
+weights; n the largest layer input or tested tensor), ≈ 2e-11 for ResNet-8 at batch 16. No term of
 the tolerance is built from a measured cosine.
 
 Control: the same tensors with normalization removed (the spec's control, else every absorbing
 normalization replaced by the identity), at initialization; the same criterion must reject every
 tensor. Where removing normalizations changes nothing (invariance by reparametrization), the
 verdict says "no control available" and the claim's own criterion stands. Budgets: the probe
-batch (smoke 16, quick 32, full 128 images); 10 SGD steps.
+batch (smoke 16, quick 16, full 128 images); 10 SGD steps.
 """
 
 import functools

@@ -15,7 +15,7 @@ norms ‖∇L(ρw)‖.
 
 Criteria (all core): (1) max relative error ≤ δ = λ·6·depth·√n·u (wd_claims.probes.
 rounding_tolerance: two gradients, each a forward and a two-reduction backward pass), ≈ 4e-11 for
-ResNet-8 at batch 32; (2) least-squares slope of log‖∇L(ρw)‖ on log ρ within δ·Σ|ℓ − ℓ̄|/Σ(ℓ − ℓ̄)²
+ResNet-8 at batch 16; (2) least-squares slope of log‖∇L(ρw)‖ on log ρ within δ·Σ|ℓ − ℓ̄|/Σ(ℓ − ℓ̄)²
 of −1 (ℓ = log ρ: a relative error δ in each norm moves the fitted slope by at most that); (3) the
 gradient grows by ≥ 10⁶(1 − δ) from ρ = 1 to ρ = 10⁻⁶ (the non-Lipschitz corollary).
 

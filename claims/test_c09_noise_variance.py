@@ -11,13 +11,14 @@ h give 4/(1 + (1 − ηh)²) ≈ 2 + 2ηh (the article's idealization omits this
 
 Measurement: a real ResNet-8 run of the budget's width (the budget grid's middle (η, λ), plain
 SGD, PyTorch weight_decay = 2λ, batch and augmentation of the budget) trained for one epoch; at its
-start and its end, many draws from a pool of the first N = 4b training images (b = the budget's
-probe batch; at N = 4b the two predictions 2 and 2(N − b)/(N − 2b) = 3 differ by 50 %), BN in
-training mode, no augmentation, no weight decay in the probed steps, η = the run's η. Per draw
-(wd_claims.noise.draw_contributions): one step −2ηg(w₀, B₁); two gradients at w₀ on independent
-batches B₁, B₂'; two at w₀ on disjoint batches B₁, B₂; two real steps (the second gradient at
-w₁ = w₀ − ηg(w₀, B₁), on B₂'). The noise is the displacement of all trainable parameters minus its
-mean over draws; each draw contributes ‖Dᵢ − D̄‖²·n/(n − 1) to the total variance.
+start and its end, many draws from a pool of the first N = 4b training images (b: ``BATCH``, 16,
+32 and 128 images at smoke, quick, full; at N = 4b the two predictions 2 and 2(N − b)/(N − 2b) = 3
+differ by 50 %), BN in training mode, no augmentation, no weight decay in the probed steps,
+η = the run's η. Per draw (wd_claims.noise.draw_contributions): one step −2ηg(w₀, B₁); two
+gradients at w₀ on independent batches B₁, B₂'; two at w₀ on disjoint batches B₁, B₂; two real
+steps (the second gradient at w₁ = w₀ − ηg(w₀, B₁), on B₂'). The noise is the displacement of
+all trainable parameters minus its mean over draws; each draw contributes ‖Dᵢ − D̄‖²·n/(n − 1) to
+the total variance.
 
 Criterion (fixed before measuring): at every checkpoint the BCa interval (scipy.stats.bootstrap,
 paired over draws, level 1 − α/2 with α = 0.05: Bonferroni over the two checkpoints) of the ratio
@@ -50,6 +51,7 @@ QUOTE = ("the noise variance scales as 4η² when performing one iteration with 
          "while it scales as 2η² — by independence of each iteration — when performing two "
          "iterations with learning rate η")
 DRAWS = {"smoke": 32, "quick": 64, "full": 256}
+BATCH = {"smoke": 16, "quick": 32, "full": 128}   # b, images per probed step (the pool is N = 4b)
 ALPHA = 0.05                       # family-wise over the checkpoints (Bonferroni)
 POOL_BATCHES = 4                   # N = 4b: 2(N − b)/(N − 2b) = 3 against the article's 2
 KINDS = {"two_steps_independent": "independent batches at w₀ (the article)",
@@ -67,8 +69,8 @@ def run_config(budget, data_name: str, n_train: int, model: str = "resnet8") -> 
 
 
 # trained with the shared runs, in their worker processes (wd_claims.runs.EXTRA)
-runs.EXTRA["C9"] = lambda suite, images, model: [
-    run_config(suite.budget, images[0].name, len(images[0].y), model)]
+runs.register("C9", lambda suite, images, model: [
+    run_config(suite.budget, images[0].name, len(images[0].y), model)])
 
 
 def measure(run, data: DeviceData, batch: int, draws: int) -> dict:
@@ -216,7 +218,8 @@ def test_one_double_step_has_twice_the_noise_variance_of_two_single_steps(suite,
     data = DeviceData.from_images(train_images, suite.device)
     config = run_config(budget, data.name, len(data), model_spec.name)
     run = runs.run(suite, images, config)   # prefetched with the shared runs when they train
-    m = measure(run, data, budget.probe_batch, budget.cap_repeats(DRAWS[budget.name]))
+    m = measure(run, data, budget.cap_images(BATCH[budget.name]),
+                budget.cap_repeats(DRAWS[budget.name]))
     m["model"] = model_spec.name
     v = judge(m)
     level = 1 - ALPHA / len(config.checkpoints)

@@ -75,8 +75,8 @@ def config(budget, mu: float, data_name: str, model: str = "resnet8") -> TrainCo
                        evaluate=False, data=data_name, n_train=budget.n_train)
 
 
-runs.EXTRA["E1"] = lambda suite, images, model: [config(suite.budget, mu, images[0].name, model)
-                                                 for mu in MOMENTA]
+runs.register("E1", lambda suite, images, model: [config(suite.budget, mu, images[0].name, model)
+                                                   for mu in MOMENTA])
 
 
 # --- measure ---------------------------------------------------------------------------------

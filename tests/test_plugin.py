@@ -322,3 +322,33 @@ def test_thread_count_honours_the_override_then_shares_cores_among_xdist_workers
     assert thread_count({"WD_CLAIMS_THREADS": "1", "PYTEST_XDIST_WORKER_COUNT": "4"}, 8) == 1
     with pytest.raises(pytest.UsageError, match="WD_CLAIMS_THREADS='two'"):
         thread_count({"WD_CLAIMS_THREADS": "two"}, cpu_count=8)
+
+
+ORDERED_CLAIMS = """
+import pytest
+from wd_claims import runs
+
+runs.register("C9", lambda suite, images, model: [])
+
+@pytest.mark.c04
+def test_reads_the_shared_runs():
+    pass
+
+@pytest.mark.c09
+def test_reads_its_own_runs():
+    pass
+
+@pytest.mark.c01
+def test_trains_nothing():
+    pass
+"""
+
+
+def test_on_the_cpu_the_claims_that_train_nothing_run_first_then_those_with_short_runs(pytester,
+                                                                                        run):
+    # so that they run while the worker processes train (wd_claims.runs.start)
+    pytester.makepyfile(test_order=ORDERED_CLAIMS)
+    result, _ = run("-v", "--device", "cpu", subprocess=True)
+    result.assert_outcomes(passed=3)
+    ran = [line.split("::")[1].split()[0] for line in result.outlines if "::test_" in line]
+    assert ran == ["test_trains_nothing", "test_reads_its_own_runs", "test_reads_the_shared_runs"]

@@ -38,20 +38,34 @@ def test_b_claim_that_hangs():
 
 def pytest_process(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     """A ``python -m pytest`` child at the smoke budget, one torch thread, no cache plugin."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
+    # unbuffered, with faulthandler: a child that hangs leaves its output and, on SIGABRT, the
+    # traceback of every thread (finish). SIGINT back to its default in the child: a shell starts
+    # background jobs with SIGINT ignored, Python keeps an ignored SIGINT ignored, and the
+    # interrupted-run test then timed out whenever `pytest tests/` itself ran in the background
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
     full_env.pop("PYTEST_XDIST_WORKER", None)
     full_env.pop("PYTEST_XDIST_WORKER_COUNT", None)
     return subprocess.Popen([sys.executable, "-m", "pytest", *PLUGIN, "--budget", "smoke",
                              "-p", "no:cacheprovider", *args], cwd=cwd, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
+        proc.send_signal(signal.SIGABRT)      # faulthandler prints every thread's traceback
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
         pytest.fail(f"pytest child did not finish in {timeout} s:\n{out}")
     return proc.returncode, out
 
@@ -70,7 +84,7 @@ def test_an_interrupted_run_still_reports_the_claims_that_finished(tmp_path):
     proc = pytest_process(tmp_path, "test_hang.py", "--report-dir", "reports")
     wait_for(tmp_path / "second-started", proc)  # so the first claim has finished
     proc.send_signal(signal.SIGINT)
-    code, out = finish(proc, timeout=60)
+    code, out = finish(proc)
     assert code == pytest.ExitCode.INTERRUPTED, out
     found = json.loads((tmp_path / "reports" / "latest.json").read_text())
     assert [(v["title"], v["status"]) for v in found] == [("finished", "pass")]

@@ -55,3 +55,41 @@ def test_a_user_model_is_never_sent_to_a_worker(smoke, monkeypatch):
                                                                         "mine")
     runs.prefetch(suite, images, wanted)
     assert not list(suite.cache_dir.glob("*.json"))  # nothing trained out of process
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the workers need two cores")
+def test_runs_started_in_the_background_are_waited_for_not_trained_twice(smoke, monkeypatch):
+    suite, images = smoke
+    monkeypatch.setattr(runs, "_MEMO", {})
+    monkeypatch.setattr(runs, "_PREFETCHED", set())
+    starts, momentum = (runs.configs(suite, images, w, "resnet8")[0]
+                        for w in ("starts", "momentum"))
+    before = torch.get_num_threads()
+    runs.start(suite, images, [starts, momentum])
+    try:
+        assert len(runs._PENDING) == 2            # returned at once, the workers train
+        assert torch.get_num_threads() == 1       # this process steps aside meanwhile
+        result = runs.run(suite, images, momentum)
+        assert runs._key(suite, momentum) not in runs._PENDING
+        assert result.config == momentum
+        assert len(list(suite.cache_dir.glob("*.json"))) >= 1   # the worker's entry, served
+    finally:
+        runs.shutdown(cancel=True)
+    assert torch.get_num_threads() == before and not runs._PENDING and not runs._POOL
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the workers need two cores")
+def test_the_end_of_an_interrupted_session_stops_the_workers_and_leaves_no_partial_run(smoke,
+                                                                                      monkeypatch):
+    suite, images = smoke
+    monkeypatch.setattr(runs, "_MEMO", {})
+    monkeypatch.setattr(runs, "_PREFETCHED", set())
+    before = torch.get_num_threads()
+    wanted = [c for w in runs.MAKE for c in runs.configs(suite, images, w, "resnet8")]
+    runs.start(suite, images, wanted)                 # three runs for two workers
+    processes = list(runs._POOL[0]._processes.values())
+    runs.shutdown(cancel=True)                        # what the plugin does at the session's end
+    assert torch.get_num_threads() == before and not runs._PENDING and not runs._POOL
+    assert not any(p.is_alive() for p in processes)
+    entries = list(suite.cache_dir.glob("*.json"))
+    assert all(e.with_suffix(".npz").exists() for e in entries)   # whole runs, if any

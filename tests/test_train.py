@@ -225,6 +225,19 @@ def test_checkpoints_hold_the_scaled_init_and_rebuild_the_evaluated_model(data):
         result.model(0, 2)
 
 
+def test_eval_images_evaluates_the_first_images_of_each_set_and_nothing_else(data):
+    config = TrainConfig(etas=(0.2,), lams=(0.01,), steps=2, batch_size=32, model="resnet8",
+                         width=4, eval_images=64)
+    result = train(config, *data, progress=False)
+    for label, full in (("train_eval", data[0]), ("test", data[1])):
+        head = DeviceData(full.x[:64], full.y[:64], full.name, full.real)
+        loss, accuracy = evaluate(result.model(0), head)
+        torch.testing.assert_close(loss, float(getattr(result, label)["loss"][0]))
+        assert accuracy == getattr(result, label)["accuracy"][0]
+    with pytest.raises(ValueError, match="eval_images"):
+        TrainConfig(etas=(0.2,), lams=(0.01,), steps=2, eval_images=-1)
+
+
 def test_freezing_leaves_every_non_invariant_tensor_at_its_init(data):
     config = TrainConfig(etas=(0.5,), lams=(0.05,), steps=5, batch_size=32,
                          model="conv_groupnorm", freeze_non_invariant=True, checkpoints=(0,))

@@ -82,10 +82,14 @@ BUDGETS: dict[str, Budget] = {
     # relaxes in 1/(8ηλ) = 125 steps and the run has 512 steps (4 of those). Batch 16 and width 8
     # buy steps on a CPU: 24 ms per configuration-step against 129 ms at width 16, batch 32
     # (docs/performance.md); the dynamics (C4–C8) are in steps, not images. One seed: the grid's
-    # nine configurations are the replicates of the regressions (C7, C8).
+    # nine configurations are the replicates of the regressions (C7, C8). The geometry probes'
+    # batch is 16 images: C1–C3 are exact identities held to float64 rounding (a tolerance from
+    # the shapes, √n in the batch), which a fault misses by orders of magnitude at any batch, and
+    # their float64 convolutions (no oneDNN kernels) were the main process's largest cost while
+    # the workers train: 32 → 16 took C1–C3 from 51 to 36 s alone (docs/performance.md).
     "quick": Budget(name="quick", width=8, n_train=8192, n_test=2048, batch_size=16, epochs=1.0,
                     etas=(0.1, 0.1 * _R10, 1.0), lams=(0.01, 0.01 * _R10, 0.1), seeds=(0,),
-                    probe_batch=32, needs_cifar=False, extra=dict(_CPU_DYNAMICS)),
+                    probe_batch=16, needs_cifar=False, extra=dict(_CPU_DYNAMICS)),
     # CUDA default: the article's Fig. 2 setting: ResNet-8, CIFAR-10, batch 128, 100 epochs
     # (39,100 steps), a grid around η ≈ 0.1 and PyTorch weight decay ≈ 5e-4 (λ ≈ 2.5e-4); the
     # slowest ηλ = 2.5e-5 relaxes in 5,000 steps, 7.8 of them in the run. Two seeds. The top

@@ -34,7 +34,7 @@ def run_fused(config: TrainConfig, train_data, test_data, progress: bool) -> Tra
     from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
     from wd_claims.metrics import Segments, step_metrics
-    from wd_claims.train import _progress, _tracked_for, batch_stream, evaluate
+    from wd_claims.train import _progress, _tracked_for, batch_stream, evaluate, evaluation_sets
     from wd_claims.zoo import MODELS
 
     device = train_data.x.device
@@ -105,9 +105,7 @@ def run_fused(config: TrainConfig, train_data, test_data, progress: bool) -> Tra
     result = TrainResult(config, invariant + [joint_label(kernels_3x3, build_model(config))],
                          recorder.metrics, recorder.diverged_messages(), checkpoints)
     if config.evaluate:
-        for label, data in (("train_eval", train_data), ("test", test_data)):
-            if data is None:
-                continue
+        for label, data in evaluation_sets(config, train_data, test_data).items():
             scores = np.array([evaluate(_model_at(config, checkpoints[config.steps][k], device),
                                         data, False, config.precision) for k in range(config.k)])
             scores[[d is not None for d in result.diverged]] = np.nan

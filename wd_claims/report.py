@@ -302,7 +302,9 @@ def _section(v: Verdict, anchor: str) -> list[str]:
         return out + ([f"- test: `{v.test}`", ""] if v.test else [])  # nothing was measured
     out += [f"- model: {ctx.get('model', '–')}; data: {ctx.get('data', '–')}; "
             f"dtype: {ctx.get('dtype', '–')}; seed(s): {ctx.get('seed', '–')}; "
-            f"budget: {ctx.get('budget', '–')}; device: {ctx.get('device', '–')}",
+            f"budget: {ctx.get('budget', '–')}; device: {ctx.get('device', '–')}"
+            + (f"; torch threads while measuring: {ctx['torch_threads']}"
+               if "torch_threads" in ctx else ""),
             f"- expected: {v.expected or '–'}",
             f"- predicted: {fmt(v.predicted)}",
             f"- measured: {fmt(v.measured)}",

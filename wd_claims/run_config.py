@@ -51,6 +51,8 @@ class TrainConfig:
                                                # model's own; wd_claims.invariance.EXACT_EPS makes
                                                # scale invariance exact in float64)
     evaluate: bool = True                      # final test / train-set evaluation
+    eval_images: int = 0                       # evaluate on the first this many images of each
+                                               # set (0: all of them)
     precision: str = "float32"                 # "bf16-autocast": forward/backward under bf16
                                                # autocast (parameters, update, metrics unchanged);
                                                # never for C1–C4 (module docstring, "Numerics")
@@ -85,6 +87,8 @@ class TrainConfig:
             raise ValueError(f"momentum {self.momentum} outside [0, 1)")
         if self.steps < 1 or any(not 0 <= s <= self.steps for s in self.checkpoints):
             raise ValueError(f"checkpoints {self.checkpoints} outside 0 … steps = {self.steps}")
+        if self.eval_images < 0:
+            raise ValueError(f"eval_images {self.eval_images} must be ≥ 0 (0: every image)")
         if self.init_scales is not None and not all(s > 0 for s in self.init_scales):
             raise ValueError(f"init_scales {self.init_scales} must be positive")
 

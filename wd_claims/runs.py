@@ -97,9 +97,11 @@ def _cache(suite):
 
 
 def run(suite, images, config: TrainConfig) -> TrainResult:
-    """Train ``config`` once per session (memo), through the engine's disk cache."""
+    """Train ``config`` once per session (memo), through the engine's disk cache; a run the
+    workers are training is waited for, not trained twice."""
     key = (config, suite.device)
     if key not in _MEMO:
+        wait(suite, [config])
         train_data, test_data = _device_data(images, suite.device)
         _MEMO[key] = train(config, train_data, test_data, device=suite.device,
                            cache=_cache(suite), progress=True)
@@ -107,6 +109,7 @@ def run(suite, images, config: TrainConfig) -> TrainResult:
 
 
 MAKE = {"grid": grid_config, "starts": starts_config, "momentum": momentum_config}
+SHARED_BY = frozenset({"C4", "C5", "C6", "C7", "C8"})   # the claims that read MAKE's runs
 
 
 def configs(suite, images, which: str, model: str) -> list[TrainConfig]:
@@ -120,6 +123,25 @@ def configs(suite, images, which: str, model: str) -> list[TrainConfig]:
 # register).
 EXTRA: dict = {}
 SELECTED: set[str] = set()   # claim ids of the session's selected tests (set by the plugin)
+TRAINING: set[str] = set(SHARED_BY)   # the claims that read a run (EXTRA's join by register)
+
+
+def register(claim_id: str, make) -> None:
+    """Claim ``claim_id``'s runs (``make(suite, images, model)`` → configs) train with the
+    shared ones, in the same workers."""
+    EXTRA[claim_id] = make
+    TRAINING.add(claim_id)
+
+
+def session_configs(suite, images, model: str, shared: bool | None = None) -> list[TrainConfig]:
+    """Every run the session's selected claims will ask for on ``model``: the shared runs if
+    ``shared`` (default: when a claim of SHARED_BY is selected), and the EXTRA runs of the
+    selected claims."""
+    made = [c for w in MAKE for c in configs(suite, images, w, model)] if (
+        shared or shared is None and SELECTED & SHARED_BY) else []
+    _SHARED_CONFIGS.update(made)
+    return made + [c for cid, make in EXTRA.items() if cid in SELECTED
+                   for c in make(suite, images, model)]
 
 
 def results(suite, images, which: str = "grid", model: str = "resnet8") -> list[TrainResult]:
@@ -127,33 +149,53 @@ def results(suite, images, which: str = "grid", model: str = "resnet8") -> list[
     of ``model`` (a wd_claims.zoo.MODELS name: the zoo's, or a --model factory's). The first call
     trains every shared run of the model that is not cached yet, in parallel (:func:`prefetch`),
     with the :data:`EXTRA` runs of the selected claims."""
-    extra = [c for cid, make in EXTRA.items() if cid in SELECTED
-             for c in make(suite, images, model)]
-    prefetch(suite, images, [c for w in MAKE for c in configs(suite, images, w, model)] + extra)
+    prefetch(suite, images, session_configs(suite, images, model, shared=True))
     return [run(suite, images, c) for c in configs(suite, images, which, model)]
 
 
-_PREFETCHED: set[tuple] = set()
+# --- the worker processes ----------------------------------------------------------------------
+#
+# Why: at the quick budget a second torch thread adds little to one process (docs/performance.md),
+# while two processes train two runs in the time of one. The plugin starts the session's runs
+# when its first test starts (start, in the background) and orders the claims that train nothing
+# first (C0–C3, E2), so that they run while the workers train; the parent drops to one torch
+# thread meanwhile (three processes on two cores: OpenMP threads spin-waiting for a busy core
+# made claims 4× slower) and gets its threads back once the last worker's run is in.
+
+_PREFETCHED: set[tuple] = set()      # (config, device, cache dir) already considered
+_PENDING: dict[tuple, object] = {}   # the same key → the worker's Future (its cache key)
+_POOL: list = []                     # the session's ProcessPoolExecutor while it trains
+_THREADS: list[tuple] = []           # the parent's torch threads and BLAS limits before it
+_SHARED_CONFIGS: set = set()         # the MAKE runs among those handed to the workers
+
+
+def _key(suite, config: TrainConfig) -> tuple:
+    return (config, suite.device, str(suite.cache_dir))
 
 
 def prefetch(suite, images, wanted: list[TrainConfig]) -> None:
     """Train the configurations of ``wanted`` that are neither memoized nor cached, one process
-    per core with one torch thread each, into the disk cache.
+    per core with one torch thread each, into the disk cache; return when they are in.
 
-    Why: at the quick budget's batch of 32, a second torch thread adds little to one process
-    (measured: 2 threads ≈ 1 thread, docs/performance.md), while two processes train two runs
-    in the time of one. Only on the CPU, only for zoo models (a --model factory lives in the
-    user's process, and a spawned worker could not rebuild it), and only with ≥ 2 cores and ≥ 2
-    runs to train; otherwise the runs train one after another as before. The numbers are the
+    Only on the CPU, only for zoo models (a --model factory lives in the user's process, and a
+    spawned worker could not rebuild it), and only with ≥ 2 cores and ≥ 2 runs to train;
+    otherwise the runs train one after another in this process, as before. The numbers are the
     engine's own (same code, same configuration, one thread), so the cache serves them as if
     this process had trained them."""
+    start(suite, images, wanted)
+    wait(suite, wanted)
+
+
+def start(suite, images, wanted: list[TrainConfig]) -> None:
+    """Hand the configurations of ``wanted`` that :func:`prefetch` would train to the worker
+    pool, longest first, and return at once (:func:`wait` collects them)."""
     import os
 
     from wd_claims.zoo import MODELS, ZOO
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     todo = [c for c in wanted if (c, suite.device) not in _MEMO
-            and (c, suite.device, str(suite.cache_dir)) not in _PREFETCHED]
+            and _key(suite, c) not in _PREFETCHED]
     if (suite.device != "cpu" or (cores or 1) < 2 or len(todo) < 2
             or any(MODELS.get(c.model) is not ZOO.get(c.model) for c in todo)):
         return
@@ -163,22 +205,77 @@ def prefetch(suite, images, wanted: list[TrainConfig]) -> None:
 
     missing = [c for c in todo if cache.load(cache_fields(c, train_data, test_data, "cpu"))
                is None]
-    _PREFETCHED.update((c, suite.device, str(suite.cache_dir)) for c in todo)
+    _PREFETCHED.update(_key(suite, c) for c in todo)
     if len(missing) < 2:
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if not _POOL:
+        _POOL.append(ProcessPoolExecutor(max_workers=min(cores, len(missing)),
+                                         mp_context=multiprocessing.get_context("spawn")))
+        _THREADS.append((torch.get_num_threads(), threadpool_limits(limits=1)))  # + numpy's BLAS
+        torch.set_num_threads(1)
+    for c in sorted(missing, key=_submission_order):
+        _PENDING[_key(suite, c)] = _POOL[0].submit(
+            _train_into_cache, (c, images, str(suite.cache_dir), suite.fresh))
+
+
+def _submission_order(config: TrainConfig) -> tuple:
+    """The EXTRA claims' own short runs first (their claims then measure while the workers train
+    the shared runs; the plugin orders them before C4–C8), then the shared runs; longest first
+    (configurations × steps) within each, so that the workers finish together."""
+    return (config in _SHARED_CONFIGS, -config.k * config.steps)
+
+
+def wait(suite, wanted: list[TrainConfig]) -> None:
+    """Block until the workers hold none of ``wanted`` any more (a worker's error is raised
+    here); when they hold nothing at all, close the pool and give this process its threads
+    back."""
     from wd_claims.cache import mark_written
 
-    # longest first (configurations × steps), so that two workers finish together
-    missing.sort(key=lambda c: -c.k * c.steps)
-    jobs = [(c, images, str(suite.cache_dir), suite.fresh) for c in missing]
-    with ProcessPoolExecutor(max_workers=min(cores, len(missing)),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
-        keys = list(pool.map(_train_into_cache, jobs))
-    for key in keys:  # trained for this session: trusted under --fresh too
-        mark_written(suite.cache_dir, key)
+    for c in wanted:
+        future = _PENDING.get(_key(suite, c))
+        if future is not None:
+            key = future.result()
+            del _PENDING[_key(suite, c)]
+            mark_written(suite.cache_dir, key)   # trained for this session: trusted under --fresh
+    if not _PENDING:
+        shutdown()
+
+
+def reap() -> None:
+    """Between tests: once the workers have trained everything they hold, give this process its
+    threads back (their results, or errors, wait for the claims that read them)."""
+    if _PENDING and all(f.done() for f in _PENDING.values()):
+        _restore_threads()
+
+
+def shutdown(cancel: bool = False) -> None:
+    """Close the worker pool and restore this process's torch threads. ``cancel`` (the end of a
+    session, e.g. an interrupted one): stop the workers too, dropping every run not yet cached —
+    waiting would keep a Ctrl-C'd session alive for minutes — and a run is cached whole or not at
+    all (atomic writes, wd_claims.cache)."""
+    if _POOL:
+        pool = _POOL.pop()
+        if cancel:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=cancel)
+    _PENDING.clear()
+    _restore_threads()
+
+
+def _restore_threads() -> None:
+    if _THREADS:
+        import torch
+
+        threads, blas = _THREADS.pop()
+        torch.set_num_threads(threads)
+        blas.restore_original_limits()
 
 
 def _train_into_cache(job) -> str:

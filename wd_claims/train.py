@@ -140,6 +140,22 @@ def batch_stream(config: TrainConfig, data: DeviceData):
             yield x.to(dtype), data.y[idx]
 
 
+def evaluation_sets(config: TrainConfig, train_data: DeviceData,
+                    test_data: DeviceData | None) -> dict[str, DeviceData]:
+    """{"train_eval": …, "test": …}: what the final evaluation reads, the first
+    ``config.eval_images`` images of each set when that is set (0: all)."""
+    n = config.eval_images
+
+    def head(data: DeviceData) -> DeviceData:
+        return data if not n or n >= len(data) else DeviceData(data.x[:n], data.y[:n],
+                                                                data.name, data.real)
+
+    sets = {"train_eval": head(train_data)}
+    if test_data is not None:
+        sets["test"] = head(test_data)
+    return sets
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DeviceData, channels_last: bool = False,
              precision: str = "float32") -> tuple[float, float]:
@@ -330,13 +346,11 @@ def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | No
     result = TrainResult(config, invariant + [label], recorder.metrics,
                          recorder.diverged_messages(), checkpoints)
     if config.evaluate:
-        sets = {"train_eval": train_data, "test": test_data}
-        for label, data in sets.items():
-            if data is not None:
-                scores = np.array([evaluate(r.model, data, channels_last, config.precision)
-                                   for r in replicas])
-                scores[[d is not None for d in result.diverged]] = np.nan
-                setattr(result, label, {"loss": scores[:, 0], "accuracy": scores[:, 1]})
+        for label, data in evaluation_sets(config, train_data, test_data).items():
+            scores = np.array([evaluate(r.model, data, channels_last, config.precision)
+                               for r in replicas])
+            scores[[d is not None for d in result.diverged]] = np.nan
+            setattr(result, label, {"loss": scores[:, 0], "accuracy": scores[:, 1]})
     return result
 
 
