@@ -46,6 +46,9 @@ import pytest
 from wd_claims.config import BUDGETS, DEVICES, ENV_SHRINK, Budget, shrunk
 from wd_claims.report import Verdict, utc_now, write_report
 
+# The scheduling of the training runs (workers train while other claims run): its own module
+pytest_plugins = ["wd_claims.background"]
+
 CLAIM_IDS = tuple(f"C{i}" for i in range(11)) + ("E1", "E2", "E3")
 VERDICT_KEY = "wd_claims_verdict"
 
@@ -269,59 +272,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         runs.SELECTED.clear()
         runs.SELECTED.update(cid for item in session.items
                              if (cid := _claim_id(item.keywords)) is not None)
-        if _trains_in_background(session.config):   # stable: what trains nothing first, then
-            session.items.sort(key=_while_the_workers_train)    # the claims with short runs
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if SUITE in item.config.stash:
-        from wd_claims import runs
-
-        runs.reap()
-
-
-def _while_the_workers_train(item: pytest.Item) -> int:
-    """0: trains nothing; 1: reads only its own runs (the workers train them first); 2: reads
-    the shared runs (the workers' longest)."""
-    from wd_claims import runs
-
-    cid = _claim_id(item.keywords)
-    return 0 if cid not in runs.TRAINING else 2 if cid in runs.SHARED_BY else 1
-
-
-def _trains_in_background(config: pytest.Config) -> bool:
-    """The session's runs train in worker processes while other claims run: on the CPU, not
-    under xdist (each xdist worker would train every run)."""
-    suite = config.stash.get(SUITE, None)
-    return (suite is not None and suite.device == "cpu" and not hasattr(config, "workerinput")
-            and not getattr(config.option, "numprocesses", None))
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _workers_train_while_other_claims_run(request: pytest.FixtureRequest):
-    """When the session's first test starts, hand every training run its selected claims will
-    read to the worker processes (:func:`wd_claims.runs.start`); the claims that train nothing
-    run meanwhile (ordered first by :func:`pytest_collection_finish`). At the end the pool is
-    closed; an interrupted session's workers are stopped (:func:`wd_claims.runs.shutdown`)."""
-    if not _trains_in_background(request.config):   # e.g. no claim here: torch stays unimported
-        yield
-        return
-    from wd_claims import runs
-
-    if runs.SELECTED & runs.TRAINING:
-        models = sorted({item.callspec.params["model_spec"].name for item in request.session.items
-                         if _claim_id(item.keywords) in runs.TRAINING
-                         and "model_spec" in getattr(getattr(item, "callspec", None), "params",
-                                                     {})})
-        try:
-            images = request.getfixturevalue("images") if models else None
-        except pytest.skip.Exception:   # the claims that need them skip with the reason
-            models = []
-        suite = request.config.stash[SUITE]
-        for model in models:
-            runs.start(suite, images, runs.session_configs(suite, images, model))
-    yield
-    runs.shutdown(cancel=True)
 
 
 def activate(config: pytest.Config) -> Suite:
