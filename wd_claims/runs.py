@@ -159,8 +159,8 @@ def results(suite, images, which: str = "grid", model: str = "resnet8") -> list[
 # while two processes train two runs in the time of one. The plugin starts the session's runs
 # when its first test starts (start, in the background) and orders the claims that train nothing
 # first (C0–C3, E2), so that they run while the workers train; the parent drops to one torch
-# thread meanwhile (three processes on two cores: OpenMP threads spin-waiting for a busy core
-# made claims 4× slower) and gets its threads back once the last worker's run is in.
+# thread and one BLAS thread meanwhile (three processes on two cores: OpenMP and OpenBLAS threads
+# spin-waiting for a busy core made C0 4× slower) and gets them back once the workers are done.
 
 _PREFETCHED: set[tuple] = set()      # (config, device, cache dir) already considered
 _PENDING: dict[tuple, object] = {}   # the same key → the worker's Future (its cache key)
@@ -188,7 +188,7 @@ def prefetch(suite, images, wanted: list[TrainConfig]) -> None:
 
 def start(suite, images, wanted: list[TrainConfig]) -> None:
     """Hand the configurations of ``wanted`` that :func:`prefetch` would train to the worker
-    pool, longest first, and return at once (:func:`wait` collects them)."""
+    pool (in :func:`_submission_order`) and return at once (:func:`wait` collects them)."""
     import os
 
     from wd_claims.zoo import MODELS, ZOO
