@@ -13,10 +13,16 @@ from wd_claims.config import BUDGETS, shrunk
 from wd_claims.data import DeviceData, standin_cifar
 from wd_claims.train import train
 
+TWO_CORES = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                               reason="the workers need two cores")
+
 
 @pytest.fixture
-def smoke(tmp_path):
-    # the smoke budget's runs at 16 steps: what is tested is who trains them, not for how long
+def smoke(tmp_path, monkeypatch):
+    # the smoke budget's runs at 16 steps: what is tested is who trains them, not for how long;
+    # this process's memo of runs starts empty (the session's own claims may have filled it)
+    monkeypatch.setattr(runs, "_MEMO", {})
+    monkeypatch.setattr(runs, "_PREFETCHED", set())
     budget = shrunk(BUDGETS["smoke"], {"epochs": 0.5})
     images = (standin_cifar(budget.n_train), standin_cifar(budget.n_test, train=False))
     suite = SimpleNamespace(budget=budget, device="cpu", cache_dir=Path(tmp_path / "cache"),
@@ -24,12 +30,9 @@ def smoke(tmp_path):
     return suite, images
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the workers need two cores")
-def test_runs_trained_by_the_parallel_workers_equal_the_same_runs_trained_here(smoke,
-                                                                              monkeypatch):
+@TWO_CORES
+def test_runs_trained_by_the_parallel_workers_equal_the_same_runs_trained_here(smoke):
     suite, images = smoke
-    monkeypatch.setattr(runs, "_MEMO", {})
-    monkeypatch.setattr(runs, "_PREFETCHED", set())
     (starts,) = runs.results(suite, images, "starts")      # prefetches grid, starts, momentum
     assert len(list(suite.cache_dir.glob("*.json"))) == 3   # all three, by the workers
     before = torch.get_num_threads()
@@ -45,8 +48,6 @@ def test_runs_trained_by_the_parallel_workers_equal_the_same_runs_trained_here(s
 
 def test_a_user_model_is_never_sent_to_a_worker(smoke, monkeypatch):
     suite, images = smoke
-    monkeypatch.setattr(runs, "_MEMO", {})
-    monkeypatch.setattr(runs, "_PREFETCHED", set())
     from wd_claims import zoo
 
     monkeypatch.setitem(zoo.MODELS, "mine", zoo.MODELS["conv_groupnorm"].__class__(
@@ -57,11 +58,9 @@ def test_a_user_model_is_never_sent_to_a_worker(smoke, monkeypatch):
     assert not list(suite.cache_dir.glob("*.json"))  # nothing trained out of process
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the workers need two cores")
-def test_runs_started_in_the_background_are_waited_for_not_trained_twice(smoke, monkeypatch):
+@TWO_CORES
+def test_runs_started_in_the_background_are_waited_for_not_trained_twice(smoke):
     suite, images = smoke
-    monkeypatch.setattr(runs, "_MEMO", {})
-    monkeypatch.setattr(runs, "_PREFETCHED", set())
     starts, momentum = (runs.configs(suite, images, w, "resnet8")[0]
                         for w in ("starts", "momentum"))
     before = torch.get_num_threads()
@@ -78,12 +77,9 @@ def test_runs_started_in_the_background_are_waited_for_not_trained_twice(smoke, 
     assert torch.get_num_threads() == before and not runs._PENDING and not runs._POOL
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the workers need two cores")
-def test_the_end_of_an_interrupted_session_stops_the_workers_and_leaves_no_partial_run(smoke,
-                                                                                      monkeypatch):
+@TWO_CORES
+def test_the_end_of_an_interrupted_session_stops_the_workers_and_leaves_no_partial_run(smoke):
     suite, images = smoke
-    monkeypatch.setattr(runs, "_MEMO", {})
-    monkeypatch.setattr(runs, "_PREFETCHED", set())
     before = torch.get_num_threads()
     wanted = [c for w in runs.MAKE for c in runs.configs(suite, images, w, "resnet8")]
     runs.start(suite, images, wanted)                 # three runs for two workers
