@@ -22,7 +22,7 @@ regime (declared expected failure where G = ‖g‖‖w‖ grows by a measured f
 Control: momentum 0.9 (PyTorch's SGD, λ = 0, ``runs.momentum_config``): criteria (1)–(2) must
 reject it.
 
-Budget: quick — stand-in data unless CIFAR-10 is configured, 512 steps of batch 16 at width 8; full
+Budget: quick — stand-in data unless CIFAR-10 is configured, 384 steps of batch 16 at width 8; full
 — CIFAR-10.
 """
 

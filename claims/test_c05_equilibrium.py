@@ -28,7 +28,7 @@ hide); each λ > 0 start settles into the same band before the window and agrees
 Control: the same starts at λ = 0, judged by the same criterion against the x* that λ would give:
 without weight decay there is no fixed point, so they must not agree.
 
-Budget: quick — 512 steps of batch 16 at width 8, ηλ ∈ [1e-3, 0.1], only the scale-invariant
+Budget: quick — 384 steps of batch 16 at width 8, ηλ ∈ [1e-3, 0.1], only the scale-invariant
 kernels train, the grid starts at ‖w₀‖/4, stand-in data unless CIFAR-10 is configured; full —
 CIFAR-10, 100 epochs, every parameter training, ηλ ∈ [2.5e-5, 2.5e-3].
 """

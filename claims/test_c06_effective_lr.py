@@ -27,7 +27,7 @@ failure where the measured ηλ resolves them).
 Control: the zeroth-order prediction u' − u ≈ 0 (‖u' − u‖ = √(2 − 2cos θ_t)): first order, the
 same slope criterion must reject it.
 
-Budget: quick — 512 steps of batch 16 at width 8 on the 3×3 grid, ηλ up to 0.1; full — CIFAR-10,
+Budget: quick — 384 steps of batch 16 at width 8 on the 3×3 grid, ηλ up to 0.1; full — CIFAR-10,
 100 epochs.
 """
 

@@ -22,7 +22,7 @@ sub-statement too: the ratio is G/(2√(1−ηλ)), constant only where G is.
 
 Control: the same interval must reject the exponents ¼ and 1.
 
-Budget: quick — 512 steps of batch 16 at width 8, η ∈ [0.1, 1], λ ∈ [0.01, 0.1], only the scale-
+Budget: quick — 384 steps of batch 16 at width 8, η ∈ [0.1, 1], λ ∈ [0.01, 0.1], only the scale-
 invariant kernels train, start ‖w₀‖/4, stand-in data unless CIFAR-10 is configured; full —
 CIFAR-10, batch 128, 100 epochs, every parameter training, η ∈ [0.1, 1], λ ∈ [2.5e-4, 2.5e-3], 2
 seeds.

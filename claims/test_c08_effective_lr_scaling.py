@@ -22,7 +22,7 @@ excluding 0). No tolerance contains the residual it judges or the measured cos(g
 Control: exponents ¼ and 1 in the G-divided fit; the momentum run (``runs.momentum_config``)
 under the same angle criterion.
 
-Budget: quick — 512 steps of batch 16 at width 8, ηλ ∈ [1e-3, 0.1]; full — CIFAR-10, 100 epochs, 2
+Budget: quick — 384 steps of batch 16 at width 8, ηλ ∈ [1e-3, 0.1]; full — CIFAR-10, 100 epochs, 2
 seeds.
 """
 

@@ -55,7 +55,8 @@ def starts_config(budget: Budget, seed: int, data_name: str, model: str = "resne
     n = len(START_SCALES)
     common = _common(budget, seed, data_name, model)
     # The grid's full length: the map alone relaxes in ~1/(8ηλ) steps, but x* moves while G
-    # drifts early in training; at quick, half the steps left no settled window (C5).
+    # drifts early in training; a starts run of half the grid's length once left no settled
+    # window (C5); at quick's 384 steps the ‖w₀‖×4 start settles by step ≈ 136.
     # Normalizations' eps ≈ 0 (EXACT_EPS): C4's identity Δ‖w‖² = η²‖g‖² needs ⟨g, w⟩ = 0, which
     # eps = 1e-5 breaks where ‖w‖ is small (measured at ‖w₀‖/4, ResNet-8 width 8: cos(g, w) =
     # −6e-5 on layer3's shortcut, 20× the float32 rounding the identity is held to).
