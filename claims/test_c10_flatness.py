@@ -124,7 +124,23 @@ def c10_configs(suite, images, model: str) -> list[TrainConfig]:
             for seed in setting(suite.budget).seeds]
 
 
-runs.register("C10", c10_configs)
+def measure_run(result, train_data: DeviceData, s: Setting, roles: tuple[str, ...]) -> dict:
+    """:func:`measure_one` of every configuration of one seed's run, on the first
+    ``s.eval_batch`` training images (un-augmented): arrays over configurations. A pure function
+    of the run, so the worker that trained it measures it (wd_claims.runs.register)."""
+    x, y = train_data.x[: s.eval_batch].cpu(), train_data.y[: s.eval_batch].cpu()
+    rows = [measure_one(result, k, x, y, s, roles[k] == "main") for k in range(result.config.k)]
+    return {key: np.array([r[key] for r in rows]) for key in rows[0]}
+
+
+def run_measure(budget):
+    """The picklable measure of a C10 run at ``budget`` (what the workers compute)."""
+    import functools
+
+    return functools.partial(measure_run, s=setting(budget), roles=tuple(grid(budget)[2]))
+
+
+runs.register("C10", c10_configs, measure=run_measure)
 
 
 def effective_lrs(model, names: list[str], eta: float, lam: float) -> np.ndarray:
@@ -162,14 +178,13 @@ def measure_one(result, k: int, x, y, s: Setting, stability: bool) -> dict:
             "diverged": result.diverged[k] is not None}
 
 
-def measure(results: dict, x, y, s: Setting, roles: list[str]) -> dict:
-    """Every configuration of every seed's run (results: seed → TrainResult), as a flat dict of
-    arrays over rows (seed, configuration)."""
-    rows = []
-    for seed, result in results.items():
-        rows += [{**measure_one(result, k, x, y, s, roles[k] == "main"), "seed": seed,
-                  "main": roles[k] == "main"} for k in range(result.config.k)]
-    m = {key: np.array([r[key] for r in rows]) for key in rows[0]}
+def measure(per_seed: dict, s: Setting, roles: list[str]) -> dict:
+    """Every configuration of every seed's run (per_seed: seed → :func:`measure_run`'s arrays),
+    as a flat dict of arrays over rows (seed, configuration)."""
+    keys = list(next(iter(per_seed.values())))
+    m = {key: np.concatenate([np.asarray(a[key]) for a in per_seed.values()]) for key in keys}
+    m["seed"] = np.concatenate([np.full(len(roles), seed) for seed in per_seed])
+    m["main"] = np.array([role == "main" for _ in per_seed for role in roles])
     m.update(alpha=ALPHA, steps=s.steps, eval_batch=s.eval_batch, tol=s.tol,
              eval_images=s.eval_images)
     return m
@@ -188,7 +203,8 @@ def spearman_rho(x, y, axis=-1):
     return np.sum(rx * ry, axis=axis) / np.sqrt(np.sum(rx**2, axis=axis) * np.sum(ry**2, axis=axis))
 
 
-def falling_rank_test(lams, values, seed: int = 0) -> tuple[float, float]:
+def falling_rank_test(lams, values, seed: int = 0, n_resamples: int = 9999
+                      ) -> tuple[float, float]:
     """(Spearman ρ of values on λ, one-sided permutation p-value for ρ < 0): scipy's
     permutation_test of the pairings (exact when they number ≤ 9999)."""
     from scipy import stats as st
@@ -199,7 +215,7 @@ def falling_rank_test(lams, values, seed: int = 0) -> tuple[float, float]:
     rho = float(st.spearmanr(lams, values).statistic)
     res = st.permutation_test((values,), lambda v, axis=-1: spearman_rho(lams, v, axis=axis),
                               permutation_type="pairings", alternative="less", vectorized=True,
-                              n_resamples=9999, random_state=np.random.default_rng(seed))
+                              n_resamples=n_resamples, random_state=np.random.default_rng(seed))
     return rho, float(res.pvalue)
 
 
@@ -332,13 +348,12 @@ def test_sharpness_falls_as_weight_decay_raises_the_effective_learning_rate(suit
                                                                             model_spec):
     s = setting(suite.budget)
     train_data = DeviceData.from_images(images[0], suite.device)
-    x, y = train_data.x[: s.eval_batch].cpu(), train_data.y[: s.eval_batch].cpu()
     _, _, roles = grid(suite.budget)
     configs = {seed: c for seed, c in zip(s.seeds, c10_configs(suite, images, model_spec.name),
                                           strict=True)}
     runs.prefetch(suite, images, list(configs.values()))   # a no-op after the shared runs'
-    results = {seed: runs.run(suite, images, c) for seed, c in configs.items()}
-    m = measure(results, x, y, s, roles)
+    m = measure({seed: runs.measured(suite, images, c, run_measure(suite.budget))
+                 for seed, c in configs.items()}, s, roles)
     m["model"] = model_spec.name
     v = judge(m)
     v.figures = [plot(m, suite.report_dir,

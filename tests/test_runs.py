@@ -23,6 +23,7 @@ def smoke(tmp_path, monkeypatch):
     # this process's memo of runs starts empty (the session's own claims may have filled it)
     monkeypatch.setattr(runs, "_MEMO", {})
     monkeypatch.setattr(runs, "_PREFETCHED", set())
+    monkeypatch.setattr(runs, "_MEASURE_OF", {})
     budget = shrunk(BUDGETS["smoke"], {"epochs": 0.5})
     images = (standin_cifar(budget.n_train), standin_cifar(budget.n_test, train=False))
     suite = SimpleNamespace(budget=budget, device="cpu", cache_dir=Path(tmp_path / "cache"),
@@ -44,6 +45,41 @@ def test_runs_trained_by_the_parallel_workers_equal_the_same_runs_trained_here(s
         torch.set_num_threads(before)
     for name, values in here.metrics.items():
         np.testing.assert_array_equal(starts.metrics[name], values, err_msg=name)
+
+
+def final_sqnorms(result, train_data) -> dict:
+    """A registered measure for these tests: each configuration's last squared norms, and the
+    number of training images it was handed."""
+    return {"sqnorm": np.asarray(result.metrics["sqnorm"][:, -1]), "n": np.array(len(train_data))}
+
+
+@TWO_CORES
+def test_a_registered_measure_is_made_by_the_worker_and_equals_the_same_measure_made_here(smoke):
+    suite, images = smoke
+    starts, momentum = (runs.configs(suite, images, w, "resnet8")[0]
+                        for w in ("starts", "momentum"))
+    runs._MEASURE_OF[starts] = final_sqnorms
+    runs.start(suite, images, [starts, momentum])
+    try:
+        by_worker = runs.measured(suite, images, starts, final_sqnorms)
+    finally:
+        runs.shutdown(cancel=True)
+    assert len(list(suite.cache_dir.glob("*.json"))) == 3   # two runs and the measurement
+    here = final_sqnorms(runs.run(suite, images, starts), DeviceData.from_images(images[0]))
+    assert set(by_worker) == set(here)
+    for name, values in here.items():
+        np.testing.assert_array_equal(by_worker[name], values, err_msg=name)
+
+
+def test_a_measure_without_workers_is_made_here_once_and_then_read_from_the_cache(smoke):
+    suite, images = smoke
+    (momentum,) = runs.configs(suite, images, "momentum", "resnet8")
+    first = runs.measured(suite, images, momentum, final_sqnorms)
+    runs._MEMO.clear()                                    # a later session: only the disk cache
+    entries = sorted(suite.cache_dir.glob("*.json"))
+    again = runs.measured(suite, images, momentum, final_sqnorms)
+    assert sorted(suite.cache_dir.glob("*.json")) == entries and len(entries) == 2
+    np.testing.assert_array_equal(first["sqnorm"], again["sqnorm"])
 
 
 def test_a_user_model_is_never_sent_to_a_worker(smoke, monkeypatch):

@@ -125,13 +125,22 @@ def configs(suite, images, which: str, model: str) -> list[TrainConfig]:
 EXTRA: dict = {}
 SELECTED: set[str] = set()   # claim ids of the session's selected tests (set by the plugin)
 TRAINING: set[str] = set(SHARED_BY)   # the claims that read a run (EXTRA's join by register)
+MEASURES: dict = {}          # claim id → budget → measure(result, train_data) → {name: array}
+_MEASURE_OF: dict = {}       # config → its claim's measure, for the workers (session_configs)
 
 
-def register(claim_id: str, make) -> None:
+def register(claim_id: str, make, measure=None) -> None:
     """Claim ``claim_id``'s runs (``make(suite, images, model)`` → configs) train with the
-    shared ones, in the same workers."""
+    shared ones, in the same workers. ``measure(budget)``, if given, returns the claim's pure
+    measurement of one run (a picklable module-level function or partial of one: ``(result,
+    train_data) → dict of arrays``), which the worker then computes right after training, into
+    the cache (:func:`measured` reads it): this process holds the suite's longest chain of work
+    once the workers are done (docs/performance.md), so a measurement it need not make is time
+    off the whole session."""
     EXTRA[claim_id] = make
     TRAINING.add(claim_id)
+    if measure is not None:
+        MEASURES[claim_id] = measure
 
 
 def session_configs(suite, images, model: str, shared: bool | None = None) -> list[TrainConfig]:
@@ -141,8 +150,14 @@ def session_configs(suite, images, model: str, shared: bool | None = None) -> li
     made = [c for w in MAKE for c in configs(suite, images, w, model)] if (
         shared or shared is None and SELECTED & SHARED_BY) else []
     _SHARED_CONFIGS.update(made)
-    return made + [c for cid, make in EXTRA.items() if cid in SELECTED
-                   for c in make(suite, images, model)]
+    extra = []
+    for cid, make in EXTRA.items():
+        if cid in SELECTED:
+            made_here = make(suite, images, model)
+            extra += made_here
+            if cid in MEASURES:
+                _MEASURE_OF.update((c, MEASURES[cid](suite.budget)) for c in made_here)
+    return made + extra
 
 
 def results(suite, images, which: str = "grid", model: str = "resnet8") -> list[TrainResult]:
@@ -205,7 +220,8 @@ def start(suite, images, wanted: list[TrainConfig]) -> None:
     from wd_claims.train import cache_fields
 
     missing = [c for c in todo if cache.load(cache_fields(c, train_data, test_data, "cpu"))
-               is None]
+               is None or c in _MEASURE_OF and cache.load(measurement_fields(
+                   c, train_data, test_data, "cpu", _MEASURE_OF[c])) is None]
     _PREFETCHED.update(_key(suite, c) for c in todo)
     if len(missing) < 2:
         return
@@ -220,9 +236,17 @@ def start(suite, images, wanted: list[TrainConfig]) -> None:
                                          mp_context=multiprocessing.get_context("spawn")))
         _THREADS.append((torch.get_num_threads(), threadpool_limits(limits=1)))  # + numpy's BLAS
         torch.set_num_threads(1)
+    # The jobs carry the images as torch tensors, which the pool's feeder thread pickles by
+    # moving their storage to shared memory: done there, the move raced this thread reading the
+    # same tensors (a segmentation fault when the session's first claim read its images at once,
+    # e.g. `pytest claims/ -m c10`). Moved here first, the feeder only shares them.
+    for data in images:
+        data.x.share_memory_()
+        data.y.share_memory_()
     for c in sorted(missing, key=_submission_order):
         _PENDING[_key(suite, c)] = _POOL[0].submit(
-            _train_into_cache, (c, images, str(suite.cache_dir), suite.fresh))
+            _train_into_cache, (c, images, str(suite.cache_dir), suite.fresh,
+                                _MEASURE_OF.get(c)))
 
 
 def _submission_order(config: TrainConfig) -> tuple:
@@ -241,9 +265,10 @@ def wait(suite, wanted: list[TrainConfig]) -> None:
     for c in wanted:
         future = _PENDING.get(_key(suite, c))
         if future is not None:
-            key = future.result()
+            keys = future.result()
             del _PENDING[_key(suite, c)]
-            mark_written(suite.cache_dir, key)   # trained for this session: trusted under --fresh
+            for key in keys:   # trained (and measured) for this session: trusted under --fresh
+                mark_written(suite.cache_dir, key)
     if not _PENDING:
         shutdown()
 
@@ -279,21 +304,61 @@ def _restore_threads() -> None:
         blas.restore_original_limits()
 
 
-def _train_into_cache(job) -> str:
-    """Worker of :func:`prefetch`: train one configuration into the cache; its key."""
+def _train_into_cache(job) -> tuple[str, ...]:
+    """Worker of :func:`prefetch`: train one configuration into the cache, and measure it if
+    its claim registered a measure; the cache keys written."""
     import torch
 
     from wd_claims.cache import Cache
     from wd_claims.data import DeviceData
     from wd_claims.train import cache_fields
 
-    config, (train_images, test_images), cache_dir, fresh = job
+    config, (train_images, test_images), cache_dir, fresh, measure = job
     torch.set_num_threads(1)
     train_data = DeviceData.from_images(train_images)
     test_data = DeviceData.from_images(test_images)
     cache = Cache(cache_dir, fresh=fresh)
-    train(config, train_data, test_data, device="cpu", cache=cache, progress=False)
-    return cache.key(cache_fields(config, train_data, test_data, "cpu"))
+    result = train(config, train_data, test_data, device="cpu", cache=cache, progress=False)
+    keys = (cache.key(cache_fields(config, train_data, test_data, "cpu")),)
+    if measure is None:
+        return keys
+    fields = measurement_fields(config, train_data, test_data, "cpu", measure)
+    if cache.load(fields) is None:
+        cache.store(fields, measure(result, train_data), {"measurement": fields["measurement"]})
+    return keys + (cache.key(fields),)
+
+
+def measurement_fields(config: TrainConfig, train_data, test_data, device: str, measure) -> dict:
+    """What a measurement of a run depends on, as cache fields: the run's own, the function
+    (its qualified name and its module's source, so an edited claim measures again) and the
+    partial's arguments."""
+    import hashlib
+    import inspect
+    import sys
+
+    from wd_claims.train import cache_fields
+
+    func = getattr(measure, "func", measure)
+    source = inspect.getsource(sys.modules[func.__module__])
+    return {"measurement": f"{func.__module__}.{func.__qualname__}",
+            "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
+            "arguments": repr((getattr(measure, "args", ()), getattr(measure, "keywords", {}))),
+            "run": cache_fields(config, train_data, test_data, device)}
+
+
+def measured(suite, images, config: TrainConfig, measure) -> dict:
+    """``measure(result, train_data)`` of the run ``config``: the workers' (waited for), the
+    cache's, or computed here (and cached) — the same function on the same run either way."""
+    wait(suite, [config])
+    train_data, test_data = _device_data(images, suite.device)
+    cache = _cache(suite)
+    fields = measurement_fields(config, train_data, test_data, suite.device, measure)
+    hit = cache.load(fields)
+    if hit is not None:
+        return hit[0]
+    arrays = measure(run(suite, images, config), train_data)
+    cache.store(fields, arrays, {"measurement": fields["measurement"]})
+    return arrays
 
 
 # --- what the claims read off a run -----------------------------------------------------------
