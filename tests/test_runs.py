@@ -104,6 +104,8 @@ def test_runs_started_in_the_background_are_waited_for_not_trained_twice(smoke):
     try:
         assert len(runs._PENDING) == 2            # returned at once, the workers train
         assert torch.get_num_threads() == 1       # this process steps aside meanwhile
+        # moved to shared memory here, not by the pool's feeder thread while a claim reads them
+        assert all(data.x.is_shared() and data.y.is_shared() for data in images)
         result = runs.run(suite, images, momentum)
         assert runs._key(suite, momentum) not in runs._PENDING
         assert result.config == momentum
