@@ -330,18 +330,21 @@ def _train_into_cache(job) -> tuple[str, ...]:
 
 def measurement_fields(config: TrainConfig, train_data, test_data, device: str, measure) -> dict:
     """What a measurement of a run depends on, as cache fields: the run's own, the function
-    (its qualified name and its module's source, so an edited claim measures again) and the
-    partial's arguments."""
+    (its qualified name; its module's source and every module of this package, e.g. the probes
+    it calls, so that an edit anywhere measures again) and the partial's arguments."""
     import hashlib
     import inspect
     import sys
+    from pathlib import Path
 
     from wd_claims.train import cache_fields
 
     func = getattr(measure, "func", measure)
-    source = inspect.getsource(sys.modules[func.__module__])
+    digest = hashlib.sha256(inspect.getsource(sys.modules[func.__module__]).encode())
+    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        digest.update(path.read_bytes())
     return {"measurement": f"{func.__module__}.{func.__qualname__}",
-            "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
+            "source_sha256": digest.hexdigest(),
             "arguments": repr((getattr(measure, "args", ()), getattr(measure, "keywords", {}))),
             "run": cache_fields(config, train_data, test_data, device)}
 
