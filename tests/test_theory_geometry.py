@@ -37,3 +37,19 @@ def test_a_function_that_is_not_scale_invariant_is_not_proved_invariant():
     w = sp.symbols("w1:4", real=True)
     f = sum(wi**2 for wi in w)
     assert sp.simplify(sum(wi * sp.diff(f, wi) for wi in w)) != 0
+
+
+def test_the_zero_test_proves_the_degree_minus_one_identity_and_refuses_a_wrong_exponent():
+    # theory.base._is_zero tries sympy's cancel before simplify: a shortcut must never prove a
+    # false identity, here ρ²∇f(ρw) = ∇f(w) (degree −2) and the same for f without normalization
+    from wd_claims.theory import base, geometry
+
+    w, f = geometry._scale_invariant_function(3)
+    scaled = {wi: theory.rho * wi for wi in w}
+    grad = [sp.diff(f, wi) for wi in w]
+    at_rho = [g.subs(scaled, simultaneous=True) for g in grad]
+    assert base._is_zero(theory.rho * at_rho[0] - grad[0])
+    assert not base._is_zero(theory.rho**2 * at_rho[0] - grad[0])
+    plain = sp.Function("F")(*w)                               # no normalization: not invariant
+    d_plain = sp.diff(plain, w[0])
+    assert not base._is_zero(theory.rho * d_plain.subs(scaled, simultaneous=True) - d_plain)
