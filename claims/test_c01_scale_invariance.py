@@ -25,7 +25,8 @@ forward passes compared, depth and n from the model's shapes), ≈ 1e-11 for Res
 Control: the same tensors in the same network with normalization removed (the spec's control, or
 every absorbing normalization replaced by the identity); the same criterion must reject every
 tensor. Where removing normalizations changes nothing (a reparametrization), no control is
-available and the verdict says so. Budgets: the probe batch (smoke 16, quick 16, full 128 images).
+available and the verdict says so. Budgets: ResNet-8 at the budget's width (smoke and quick 8, full
+16) and the probe batch (smoke 16, quick 16, full 128 images).
 """
 
 import functools
@@ -40,12 +41,13 @@ from wd_claims.invariance import float64_exact, joint_invariant_groups, scale_in
 from wd_claims.judge import Check
 from wd_claims.probes import (
     forward_footprint,
+    loss_and_output,
     rescale_deviations,
     rounding_tolerance,
     rounding_tolerance_reason,
 )
 from wd_claims.report import Verdict, fmt
-from wd_claims.zoo import NO_CONTROL, negative_control, probe_setting, tensors_to_test
+from wd_claims.zoo import NO_CONTROL, at_width, negative_control, probe_setting, tensors_to_test
 
 pytestmark = pytest.mark.c01
 
@@ -65,9 +67,11 @@ EPS = 1e-5  # the float32 layers' own ε (PyTorch's default)
 
 def worst_deviation(model, x, y, names) -> list[float]:
     """[max over ρ of the relative logit/loss change] for each tensor name."""
+    with torch.no_grad():
+        base = loss_and_output(model, x, y)   # the unrescaled point: the same for every tensor
     out = []
     for n in names:
-        dev = rescale_deviations(model, x, y, n, RHOS)
+        dev = rescale_deviations(model, x, y, n, RHOS, base=base)
         out.append(max(max(dev["output"]), max(dev["loss"])))
     return out
 
@@ -231,9 +235,10 @@ def judge(m: dict) -> Verdict:
         notes=notes)
 
 
-def test_loss_is_invariant_to_rescaling_every_normalized_kernel(model_spec, probe_data,
+def test_loss_is_invariant_to_rescaling_every_normalized_kernel(model_spec, probe_data, suite,
                                                                   record_verdict):
     x, y, data_name = probe_data
+    model_spec = at_width(model_spec, suite.budget.width)   # ResNet-8 at the budget's width
     m = measure(model_spec, x, y, data_name)
     v = judge(m)
     v.setting = probe_setting(model_spec, data_name, len(x), "float64, ε = 1e-30 (float32, "

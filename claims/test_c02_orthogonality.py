@@ -21,8 +21,9 @@ the tolerance is built from a measured cosine.
 Control: the same tensors with normalization removed (the spec's control, else every absorbing
 normalization replaced by the identity), at initialization; the same criterion must reject every
 tensor. Where removing normalizations changes nothing (invariance by reparametrization), the
-verdict says "no control available" and the claim's own criterion stands. Budgets: the probe
-batch (smoke 16, quick 16, full 128 images); 10 SGD steps.
+verdict says "no control available" and the claim's own criterion stands. Budgets: ResNet-8 at
+the budget's width (smoke and quick 8, full 16), the probe batch (smoke 16, quick 16, full 128
+images); 10 SGD steps.
 """
 
 import functools
@@ -42,7 +43,7 @@ from wd_claims.probes import (
     rounding_tolerance_reason,
 )
 from wd_claims.report import Verdict, fmt
-from wd_claims.zoo import NO_CONTROL, geometry_probe, probe_setting
+from wd_claims.zoo import NO_CONTROL, at_width, geometry_probe, probe_setting
 
 pytestmark = pytest.mark.c02
 
@@ -162,9 +163,10 @@ def judge(m: dict) -> Verdict:
         resolves=f"a radial gradient component of {fmt(tol)}·‖∇L‖ (|cos(∇L, w)| = {fmt(tol)})")
 
 
-def test_gradient_is_orthogonal_to_every_normalized_kernel(model_spec, probe_data,
+def test_gradient_is_orthogonal_to_every_normalized_kernel(model_spec, probe_data, suite,
                                                             record_verdict):
     x, y, data_name = probe_data
+    model_spec = at_width(model_spec, suite.budget.width)   # ResNet-8 at the budget's width
     m = measure(model_spec, x, y, data_name)
     v = judge(m)
     v.setting = probe_setting(model_spec, data_name, len(x), "float64, ε = 1e-30 (float32, "

@@ -22,7 +22,8 @@ gradient grows by ≥ 10⁶(1 − δ) from ρ = 1 to ρ = 10⁻⁶ (the non-Lips
 Control: the same tensors with normalization removed (the spec's control, else every absorbing
 normalization replaced by the identity): criterion (1) must reject every tensor. Where removing
 normalizations changes nothing (invariance by reparametrization), the verdict says "no control
-available" and the claim's own criteria stand. Budgets: the probe batch (16, 32, 128 images).
+available" and the claim's own criteria stand. Budgets: ResNet-8 at the budget's width (smoke and
+quick 8, full 16) and the probe batch (smoke 16, quick 16, full 128 images).
 """
 
 import functools
@@ -35,13 +36,14 @@ from wd_claims import theory
 from wd_claims.invariance import float64_exact
 from wd_claims.judge import Check
 from wd_claims.probes import (
+    gradients,
     gradients_under_rescaling,
     loglog_slope,
     rounding_tolerance,
     rounding_tolerance_reason,
 )
 from wd_claims.report import Verdict, fmt, save_figure
-from wd_claims.zoo import NO_CONTROL, geometry_probe, probe_setting
+from wd_claims.zoo import NO_CONTROL, at_width, geometry_probe, probe_setting
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
@@ -64,8 +66,9 @@ PASSES = 6                    # two gradients compared, each forward + two-reduc
 def scaling_measurements(model, x, y, names) -> tuple[np.ndarray, np.ndarray]:
     """(errors, norms), each (len(names), len(RHOS)): ‖ρ∇L(ρw) − ∇L(w)‖/‖∇L(w)‖ and ‖∇L(ρw)‖."""
     errors, norms = np.empty((len(names), len(RHOS))), np.empty((len(names), len(RHOS)))
+    at_one = gradients(model, x, y, names)   # ρ = 1 is the same point for every tensor
     for i, n in enumerate(names):
-        grads = gradients_under_rescaling(model, x, y, n, RHOS)
+        grads = gradients_under_rescaling(model, x, y, n, RHOS, at_one=at_one[n])
         base = grads[ONE]
         errors[i] = [float((r * g - base).norm() / base.norm())
                      for r, g in zip(RHOS, grads, strict=True)]
@@ -203,6 +206,7 @@ def judge(m: dict) -> Verdict:
 def test_gradient_scales_as_inverse_norm_and_is_unbounded_near_zero(model_spec, probe_data, suite,
                                                                      record_verdict):
     x, y, data_name = probe_data
+    model_spec = at_width(model_spec, suite.budget.width)   # ResNet-8 at the budget's width
     m = measure(model_spec, x, y, data_name)
     v = judge(m)
     if v.checks:

@@ -80,7 +80,7 @@ OPTIMIZER = {"sgdw": "torch.optim.SGD(lr=η, momentum=μ) after w ← (1 − η�
 
 # --- measure ---------------------------------------------------------------------------------
 
-def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, images,
+def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, train: DeviceData,
                     spec) -> dict:
     """One run of ``kind`` ∈ {"sgdw", "adamw"}; only the scale-invariant kernels train. Per step
     t, over the J units (output channels; each feeds its own BatchNorm channel): θ²_t = mean_j
@@ -123,7 +123,6 @@ def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, imag
                     p.mul_(a)
 
         opt.register_step_pre_hook(decay)
-    train = DeviceData.from_images(images[0])
     for x, y in batch_stream(tc, train):
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
@@ -148,7 +147,8 @@ def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, imag
 def measure(kind: str, budget, images, spec) -> dict:
     """Every configuration of CONFIGS[kind]: (K,) mu, eta, lam_w and (K, T) theta2, logx,
     radial, cos_uw, rho, r2 (see :func:`train_decoupled`)."""
-    runs = [train_decoupled(kind, mu, eta, lw, budget, images, spec)
+    train = DeviceData.from_images(images[0])   # converted once for every run
+    runs = [train_decoupled(kind, mu, eta, lw, budget, train, spec)
             for mu, eta, lw in CONFIGS[kind]]
     m = {key: np.array([c[i] for c in CONFIGS[kind]], dtype=float)
          for i, key in enumerate(("mu", "eta", "lam_w"))}

@@ -126,9 +126,11 @@ def test_c1_tolerance_is_the_stated_rounding_bound_and_rejects_what_1e_7_accepte
     m = recorded("C1-resnet8")
     v = C1.judge(m)
     # ResNet-8 runs 20 leaf modules (the empty shortcut of block 1 counted); the largest input is
-    # the (batch, 16, 32, 32) activation; two forward passes compared.
-    assert m["depth"] == 20 and m["reduction"] == m["batch"] * 16 * 32 * 32
-    derived = ROUNDING_LAMBDA * 2 * 20 * np.sqrt(m["batch"] * 16 * 32 * 32) * UNIT_ROUNDOFF
+    # the (batch, width, 32, 32) activation, width the stem's channels (the budget's: 8 at quick);
+    # two forward passes compared.
+    width = int(str(m["shapes"][list(m["names"]).index("conv1.weight")]).strip("()").split(",")[0])
+    assert m["depth"] == 20 and m["reduction"] == m["batch"] * width * 32 * 32
+    derived = ROUNDING_LAMBDA * 2 * 20 * np.sqrt(m["batch"] * width * 32 * 32) * UNIT_ROUNDOFF
     assert v.tolerance == pytest.approx(derived, rel=1e-12) and v.tolerance < 1e-10
     assert f"{derived:.3g}" in v.tolerance_reason
     # A relative change of 1e-9 (inside the old 1e-7 threshold) is no longer invariance.

@@ -154,3 +154,20 @@ def test_small_step_kinds_tend_to_their_frozen_forms_as_the_step_vanishes():
     np.testing.assert_allclose(d.grams["two_steps_small_step"], d.grams["two_steps_frozen"],
                                rtol=1e-6)
     assert variance_ratio(d.grams, "one_step_2eta", "same_batch_small_step") == pytest.approx(1.0)
+
+
+def test_the_draws_in_channels_last_agree_with_the_plain_layout_to_float32_rounding(monkeypatch):
+    # draw_contributions lays a float32 convolutional network out as the engine does
+    # (channels_last): the same draws, the same gradients but for the summation order
+    from wd_claims import noise
+    from wd_claims.zoo import ZOO
+
+    torch.manual_seed(0)
+    model = ZOO["conv_batchnorm"].build()
+    x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    assert noise.uses_channels_last(model, x.dtype)
+    laid_out = noise.draw_contributions(model, x, y, eta=0.1, batch_size=16, draws=8, seed=3)
+    monkeypatch.setattr(noise, "uses_channels_last", lambda *_: False)
+    plain = noise.draw_contributions(model, x, y, eta=0.1, batch_size=16, draws=8, seed=3)
+    for kind, values in plain.items():
+        torch.testing.assert_close(laid_out[kind], values, rtol=1e-4, atol=0, msg=kind)

@@ -5,6 +5,7 @@ the claims there are a few lines each, so the whole module takes seconds.
 """
 
 import json
+import os
 
 import pytest
 
@@ -352,3 +353,39 @@ def test_on_the_cpu_the_claims_that_train_nothing_run_first_then_those_with_shor
     result.assert_outcomes(passed=3)
     ran = [line.split("::")[1].split()[0] for line in result.outlines if "::test_" in line]
     assert ran == ["test_trains_nothing", "test_reads_its_own_runs", "test_reads_the_shared_runs"]
+
+
+WARM_CHECK = """
+from wd_claims import runs
+
+def test_the_workers_are_up_before_the_first_test():
+    (pool,) = runs._POOL
+    assert len(pool._processes) == 2
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the workers need two cores")
+def test_collecting_the_first_claim_module_starts_the_worker_processes(pytester, run):
+    # wd_claims.background.pytest_collect_file: they import torch while this process collects
+    claims = pytester.mkdir("claims")
+    (claims / "test_c99_warm.py").write_text(WARM_CHECK)
+    result, _ = run("--device", "cpu", str(claims), subprocess=True)
+    result.assert_outcomes(passed=1)
+    (pytester.path / "test_elsewhere.py").write_text(WARM_CHECK)   # not a claim module
+    result, _ = run("--device", "cpu", str(pytester.path / "test_elsewhere.py"), subprocess=True)
+    result.assert_outcomes(failed=1)
+
+
+def test_no_worker_is_started_under_xdist_or_for_cuda():
+    from types import SimpleNamespace
+
+    from wd_claims.background import may_train_in_background
+
+    def config(device="cpu", numprocesses=None, **extra):
+        return SimpleNamespace(option=SimpleNamespace(numprocesses=numprocesses),
+                               getoption=lambda name, default=None: device, **extra)
+
+    assert may_train_in_background(config()) == (len(os.sched_getaffinity(0)) >= 2)
+    assert not may_train_in_background(config(numprocesses=2))
+    assert not may_train_in_background(config(workerinput={}))
+    assert not may_train_in_background(config(device="cuda"))

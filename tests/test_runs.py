@@ -127,3 +127,23 @@ def test_the_end_of_an_interrupted_session_stops_the_workers_and_leaves_no_parti
     assert not any(p.is_alive() for p in processes)
     entries = list(suite.cache_dir.glob("*.json"))
     assert all(e.with_suffix(".npz").exists() for e in entries)   # whole runs, if any
+
+
+@TWO_CORES
+def test_a_warm_pool_waits_idle_for_its_jobs_and_start_hands_it_the_runs(smoke):
+    suite, images = smoke
+    before = torch.get_num_threads()
+    starts, momentum = (runs.configs(suite, images, w, "resnet8")[0]
+                        for w in ("starts", "momentum"))
+    runs.warm(2)
+    try:
+        (pool,) = runs._POOL
+        assert len(pool._processes) == 2             # spawned now, before there is any job
+        assert torch.get_num_threads() == before     # this process keeps its threads meanwhile
+        runs.start(suite, images, [starts, momentum])
+        assert runs._POOL == [pool] and len(runs._PENDING) == 2
+        assert torch.get_num_threads() == 1
+        assert runs.run(suite, images, momentum).config == momentum
+    finally:
+        runs.shutdown(cancel=True)
+    assert torch.get_num_threads() == before and not runs._POOL and not runs._PENDING

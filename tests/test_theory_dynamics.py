@@ -95,3 +95,14 @@ def test_fixed_point_exponent_and_angle_are_one_half():
     theta = d.fn("theta_star", theory.s_el)
     s = np.array([1e-6, 1e-5])
     assert np.allclose(np.diff(np.log(theta(s))) / np.diff(np.log(s)), 0.5, atol=1e-3)
+
+
+def test_every_derivation_is_computed_once_per_process_and_shared():
+    # C5's equilibrium is read by C5, C7, C8 and E1 (and by the derivations of C7, C8 and E1):
+    # derived once, the same object every time, proved as before
+    names = [n for n in dir(theory) if n[:1] in "ce" and n[1:3].isdigit()]
+    assert len(names) == 13
+    for name in names:
+        assert getattr(theory, name)() is getattr(theory, name)(), name
+    assert theory.c07_norm_scaling().exprs["x_star_qs"] is not None
+    assert all(theory.c05_equilibrium().proved.values())

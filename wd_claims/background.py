@@ -5,10 +5,17 @@ imports torch before the suite is active. On the CPU, outside xdist (:func:`trai
 the session's claims run in this order (stable): those that train nothing, then those that read
 only their own runs (which the workers train first), then those that read the shared runs; and
 when the first test starts, every run the selected claims will read goes to the workers
-(:func:`wd_claims.runs.start`; docs/design.md, "Training in the background").
+(:func:`wd_claims.runs.start`; docs/design.md, "Training in the background"). The worker
+processes themselves start earlier, when the first claim module is collected
+(:func:`pytest_collect_file`), so that they import torch while this process collects.
 """
 
 from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +28,53 @@ def trains_in_background(config: pytest.Config) -> bool:
     suite = config.stash.get(SUITE, None)
     return (suite is not None and suite.device == "cpu" and not hasattr(config, "workerinput")
             and not getattr(config.option, "numprocesses", None))
+
+
+CLAIM_MODULE = re.compile(r"test_[ce]\d\d_\w+\.py")   # claims/test_c04_spiral_out.py, …
+_WARMED: list[bool] = []
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def may_train_in_background(config: pytest.Config) -> bool:
+    """What :func:`trains_in_background` will say, known before the suite is set up: not under
+    xdist, ``--device`` cpu (or auto on a machine without CUDA), ≥ 2 cores."""
+    if hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None):
+        return False
+    device = config.getoption("--device", "auto")
+    if device not in ("cpu", "auto") or cores() < 2:
+        return False
+    if device == "auto":   # torch: the claim module about to be collected imports it anyway
+        import torch
+
+        return not torch.cuda.is_available()
+    return True
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> None:
+    """The first claim module collected (``claims/test_cNN_*.py``) starts the worker processes
+    (:func:`wd_claims.runs.warm`): they import torch and the engine, ≈ 3 s each, on the core this
+    process's collection leaves idle; their jobs come when the first test starts. A session that
+    then trains nothing (``-m c01``, a warm cache) has spent those seconds on a core it did not
+    use."""
+    if (_WARMED or file_path.parent.name != "claims" or not CLAIM_MODULE.fullmatch(file_path.name)
+            or not may_train_in_background(parent.config)):
+        return None
+    _WARMED.append(True)
+    from wd_claims import runs
+
+    runs.warm(cores())
+    return None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A pool started by :func:`pytest_collect_file` closes with the session, used or not."""
+    if "wd_claims.runs" in sys.modules:
+        sys.modules["wd_claims.runs"].shutdown(cancel=True)
+    _WARMED.clear()
 
 
 def while_the_workers_train(item: pytest.Item) -> int:

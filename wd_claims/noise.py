@@ -31,6 +31,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from wd_claims.replicas import uses_channels_last
+
 KINDS = ("one_step_2eta", "two_steps", "two_steps_frozen", "two_steps_same_batch")
 SMALL_STEP_KINDS = ("same_batch_small_step", "two_steps_small_step")
 
@@ -193,8 +195,13 @@ def draw_contributions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, et
         raise ValueError(f"two disjoint batches of {batch_size} need ≥ {2 * batch_size} examples")
     was_training = model.training
     model.train()
-    w0 = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()
-          if p.requires_grad}
+    # The engine's layout (channels_last for a float32 convolutional network: 2.5 against 3.0 s
+    # per 16 draws of ResNet-8 at width 8, batch 32); the gradients agree to float32 rounding.
+    fmt = (torch.channels_last if uses_channels_last(model, x.dtype)
+           else torch.contiguous_format)
+    x = x.contiguous(memory_format=fmt)
+    w0 = {n: _laid_out(p.detach().clone(), fmt).requires_grad_()
+          for n, p in model.named_parameters() if p.requires_grad}
     fixed = {n: b.detach().clone() for n, b in model.named_buffers()}
     gen = torch.Generator().manual_seed(seed)
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in CONTRIBUTION_KINDS}
@@ -219,6 +226,11 @@ def draw_contributions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, et
     finally:
         model.train(was_training)
     return {k: contributions(torch.stack(v)) for k, v in rows.items()}
+
+
+def _laid_out(t: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """``t`` in the memory format ``fmt`` where it applies (4-d tensors), else as it is."""
+    return t.contiguous(memory_format=fmt) if t.dim() == 4 else t
 
 
 def ratio_interval(num, den, *, level: float = 0.95, seed: int = 0,

@@ -46,14 +46,15 @@ def loss_and_output(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 
 def rescale_deviations(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str,
-                       rhos) -> dict[str, list[float]]:
+                       rhos, base=None) -> dict[str, list[float]]:
     """Relative change of the logits and of the loss when ``name`` is multiplied by each ρ.
 
     Returns {"output": [len(rhos)], "loss": [len(rhos)]}: ‖f(ρw) − f(w)‖/‖f(w)‖ and
-    |L(ρw) − L(w)|/|L(w)|.
+    |L(ρw) − L(w)|/|L(w)|. ``base``: (L(w), f(w)) if the caller has it already (the point is the
+    same for every tensor of a model: one forward pass less per tensor).
     """
     with torch.no_grad():
-        base_loss, base_out = loss_and_output(model, x, y)
+        base_loss, base_out = loss_and_output(model, x, y) if base is None else base
         out_dev, loss_dev = [], []
         for rho in rhos:
             with rescaled(model, name, rho):
@@ -84,10 +85,15 @@ def grad_weight_cosines(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 def gradients_under_rescaling(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str,
-                              rhos) -> list[torch.Tensor]:
-    """[∇_w L(ρw) for ρ in rhos]: the gradient with respect to tensor ``name`` at the point ρw."""
+                              rhos, at_one: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """[∇_w L(ρw) for ρ in rhos]: the gradient with respect to tensor ``name`` at the point ρw.
+    ``at_one``: ∇_w L(w) if the caller has it already (e.g. from one backward pass for every
+    tensor of the model), used for ρ = 1."""
     out = []
     for rho in rhos:
+        if at_one is not None and float(rho) == 1.0:
+            out.append(at_one)
+            continue
         with rescaled(model, name, float(rho)):
             out.append(gradients(model, x, y, [name])[name])
     return out

@@ -225,15 +225,12 @@ def start(suite, images, wanted: list[TrainConfig]) -> None:
     _PREFETCHED.update(_key(suite, c) for c in todo)
     if len(missing) < 2:
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     import torch
     from threadpoolctl import threadpool_limits
 
     if not _POOL:
-        _POOL.append(ProcessPoolExecutor(max_workers=min(cores, len(missing)),
-                                         mp_context=multiprocessing.get_context("spawn")))
+        _POOL.append(_new_pool(min(cores, len(missing))))
+    if not _THREADS:
         _THREADS.append((torch.get_num_threads(), threadpool_limits(limits=1)))  # + numpy's BLAS
         torch.set_num_threads(1)
     # The jobs carry the images as torch tensors, which the pool's feeder thread pickles by
@@ -247,6 +244,32 @@ def start(suite, images, wanted: list[TrainConfig]) -> None:
         _PENDING[_key(suite, c)] = _POOL[0].submit(
             _train_into_cache, (c, images, str(suite.cache_dir), suite.fresh,
                                 _MEASURE_OF.get(c)))
+
+
+def _new_pool(workers: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context("spawn"))
+
+
+def warm(workers: int) -> None:
+    """Start ``workers`` worker processes now, before :func:`start` has jobs for them: a spawned
+    interpreter importing torch and the engine takes seconds (≈ 3 s each here), which the plugin
+    lets them spend while this process is still collecting the claims, one core busy and the
+    other idle (docs/performance.md). Idle workers cost nothing; the pool closes with the session
+    (:func:`shutdown`), used or not."""
+    if _POOL or workers < 2:
+        return
+    pool = _new_pool(workers)
+    for _ in range(workers):   # each submission spawns a process while none is idle
+        pool.submit(_ready)
+    _POOL.append(pool)
+
+
+def _ready() -> None:
+    """A warm worker's first job: nothing, once this module (torch, the engine) is imported."""
 
 
 def _submission_order(config: TrainConfig) -> tuple:

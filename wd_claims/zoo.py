@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -148,6 +148,25 @@ def negative_control(spec: ModelSpec, model: nn.Module) -> nn.Module | None:
                                  == [type(m) for m in model.modules()]):
         return None
     return control
+
+
+def at_width(spec: ModelSpec, width: int) -> ModelSpec:
+    """``spec`` built at ``width`` (a budget's: ResNet-8's stage-1 channels) where its factory
+    takes a ``width`` argument, its control likewise; any other spec (an MLP, a user's factory
+    without one) as it is."""
+    import inspect
+
+    def takes_width(factory) -> bool:
+        try:
+            return "width" in inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            return False
+
+    if not takes_width(spec.factory):
+        return spec
+    control = (functools.partial(spec.control, width=width)
+               if spec.control is not None and takes_width(spec.control) else spec.control)
+    return replace(spec, factory=functools.partial(spec.factory, width=width), control=control)
 
 
 def probe_setting(spec: ModelSpec, data_name: str, batch: int, precision: str, **extra) -> dict:

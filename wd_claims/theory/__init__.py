@@ -3,6 +3,8 @@
 Each ``cNN_*`` function returns a :class:`Derivation`: the sympy expressions a claim needs, the
 statement they prove (checked here by ``simplify(...) == 0``), and printable text for the report.
 Numbers used by the claims come from these expressions (``lambdify``/``subs``), never typed in.
+Each is pure and computed once per process (``functools.cache``; C5's equilibrium was derived nine
+times per session before, by C5, C7, C8 and E1): a Derivation is shared, to be read, never changed.
 
 Convention: the regularizer is the loss term λ‖w‖², so an SGD step is w ← (1 − 2ηλ)w − ηg.
 

@@ -4,6 +4,8 @@ Derived with sympy; see :mod:`wd_claims.theory`."""
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from wd_claims.theory.base import Derivation, G, _is_zero, _vector, eta, lam, x
@@ -24,6 +26,7 @@ def _sgd_map() -> sp.Expr:
     return (1 - 2 * eta * lam) ** 2 * x + eta**2 * G**2 / x
 
 
+@functools.cache
 def c04_spiral_out(n: int = 3) -> Derivation:
     """λ = 0: ‖w − ηg‖² = ‖w‖² − 2η⟨g, w⟩ + η²‖g‖², so with ⟨g, w⟩ = 0 the norm only grows
     (Pythagoras); with ‖g‖ = G/‖w‖ the continuum law dx/dt = η²G²/x gives x(t) = √(x₀² + 2η²G²t),
@@ -54,6 +57,7 @@ def c04_spiral_out(n: int = 3) -> Derivation:
     )
 
 
+@functools.cache
 def c05_equilibrium() -> Derivation:
     """Fixed point of F(x) = (1−2ηλ)²x + η²G²/x, its slope F′(x*) = 2(1−2ηλ)² − 1, the relaxation
     rate 1 − F′ = 8ηλ(1−ηλ), the stability region, and the second-order (Jensen) bias of the
@@ -101,6 +105,7 @@ def c05_equilibrium() -> Derivation:
     )
 
 
+@functools.cache
 def c06_direction_update() -> Derivation:
     """Exact direction update (given ⟨g, w⟩ = 0). In the orthonormal basis (u, e), e = ∇L(u|B)/G:
     w = r·u, g = (G/r)·e, w' = a·r·u − (ηG/r)·e. With η_e = η/(a r²) and p = η_e·G, the residual
@@ -148,6 +153,7 @@ def c06_direction_update() -> Derivation:
     )
 
 
+@functools.cache
 def c07_norm_scaling() -> Derivation:
     """x* in the coordinates q = η/λ, s = ηλ: x* = (G/2)√(q/(1−s)); d log x*/d log q = ½ at fixed
     s and G; the ratio x*/√(η/λ) = G/(2√(1−s)) depends on (η, λ) only through s = ηλ (and G)."""
@@ -170,6 +176,7 @@ def c07_norm_scaling() -> Derivation:
     )
 
 
+@functools.cache
 def c08_effective_lr(n: int = 3) -> Derivation:
     """η_e* = η/x* = 2√(ηλ(1−ηλ))/G: exponent ½ in ηλ at fixed G only (plus the (1−ηλ) term). The
     per-step angle: cos θ_t = ⟨w_t, w_{t+1}⟩/(‖w_t‖‖w_{t+1}‖) = (1−2ηλ)‖w_t‖/‖w_{t+1}‖ exactly

@@ -5,6 +5,8 @@ Derived with sympy; see :mod:`wd_claims.theory`."""
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from wd_claims.theory.base import Derivation, _is_zero, _vector, eta, lam
@@ -50,6 +52,7 @@ def _momentum_equilibrium(kappa: sp.Expr, beta: sp.Expr):
     return steady, drifting
 
 
+@functools.cache
 def e01_momentum_equilibrium(n: int = 3) -> Derivation:
     """SGD with momentum μ and PyTorch's coupled decay wd = 2λ (buf ← μ·buf + g + wd·w,
     w ← w − η·buf). Given ⟨g_t, w_t⟩ = 0 only, P_t + μP_{t−1} = (1 + μ − η·wd)X_t exactly
@@ -101,6 +104,7 @@ def e01_momentum_equilibrium(n: int = 3) -> Derivation:
     )
 
 
+@functools.cache
 def e02_decoupled_decay(n: int = 3) -> Derivation:
     """Decoupled decay λ_w with momentum μ (SGDW; AdamW with β₁ = μ): w_{t+1} = a·w_t − η·v_{t+1},
     v_{t+1} = μv_t + h_t, a = 1 − ηλ_w (PyTorch AdamW's weight_decay = λ_w; not the article's λ).

@@ -6,11 +6,14 @@ Derived with sympy; see :mod:`wd_claims.theory`."""
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from wd_claims.theory.base import Derivation, _is_zero, _normalize, _vector, eps, lam, rho
 
 
+@functools.cache
 def c01_scale_invariance(n: int = 3) -> Derivation:
     """Norm(ρx) = Norm(x) for ε = 0; with ε, the exact and first-order relative deviation.
 
@@ -49,6 +52,7 @@ def _scale_invariant_function(n: int) -> tuple[list[sp.Symbol], sp.Expr]:
     return w, F(*[wi / r for wi in w])
 
 
+@functools.cache
 def c02_orthogonality(n: int = 3) -> Derivation:
     """Euler's relation for degree-0 homogeneity: ⟨∇f(w), w⟩ = d/dρ f(ρw)|_{ρ=1} = 0."""
     w, f = _scale_invariant_function(n)
@@ -62,6 +66,7 @@ def c02_orthogonality(n: int = 3) -> Derivation:
     )
 
 
+@functools.cache
 def c03_gradient_scaling(n: int = 3) -> Derivation:
     """Degree −1 homogeneity of the gradient: ∇f(ρw) = ∇f(w)/ρ, so ‖∇f(ρw)‖ → ∞ as ρ → 0."""
     w, f = _scale_invariant_function(n)
@@ -88,6 +93,7 @@ m_samples = sp.Symbol("m", positive=True)      # training examples m
 ell = sp.Symbol("ell", positive=True)          # feature radius ℓ: every ‖x‖ ≤ ℓ
 
 
+@functools.cache
 def c00_classical_rationale() -> Derivation:
     """Norm and stability bounds of L2-regularized empirical risk minimization.
 

@@ -5,6 +5,8 @@ Derived with sympy; see :mod:`wd_claims.theory`."""
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from wd_claims.theory.base import Derivation, G, _is_zero, eta, lam, x
@@ -24,6 +26,7 @@ def _quadratic_form(a: list[sp.Expr], cov: sp.Matrix) -> sp.Expr:
     return sp.expand((vec.T * cov * vec)[0, 0])
 
 
+@functools.cache
 def c09_noise_variance() -> Derivation:
     """Var(2ηξ) = 4η²σ² and Var(ηξ₁ + ηξ₂) = 2η²σ² for independent ξ (ratio 2); corrections.
 
@@ -91,6 +94,7 @@ def c09_noise_variance() -> Derivation:
 
 
 
+@functools.cache
 def c10_flatness() -> Derivation:
     """Linear stability of gradient descent on a quadratic, then on the sphere (C5, C6, C8).
 
