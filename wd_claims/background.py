@@ -12,13 +12,13 @@ processes themselves start earlier, when the first claim module is collected
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
 
+from wd_claims.config import usable_cores
 from wd_claims.plugin import SUITE, _claim_id
 
 
@@ -34,18 +34,13 @@ CLAIM_MODULE = re.compile(r"test_[ce]\d\d_\w+\.py")   # claims/test_c04_spiral_o
 _WARMED: list[bool] = []
 
 
-def cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def may_train_in_background(config: pytest.Config) -> bool:
     """What :func:`trains_in_background` will say, known before the suite is set up: not under
     xdist, ``--device`` cpu (or auto on a machine without CUDA), ≥ 2 cores."""
     if hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None):
         return False
     device = config.getoption("--device", "auto")
-    if device not in ("cpu", "auto") or cores() < 2:
+    if device not in ("cpu", "auto") or usable_cores() < 2:
         return False
     if device == "auto":   # torch: the claim module about to be collected imports it anyway
         import torch
@@ -66,7 +61,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> None:
     _WARMED.append(True)
     from wd_claims import runs
 
-    runs.warm(cores())
+    runs.warm(usable_cores())
     return None
 
 

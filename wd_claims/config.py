@@ -11,6 +11,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def torch_weight_decay(lam: float) -> float:
     """The ``weight_decay`` argument of ``torch.optim.SGD`` that realises the loss term λ‖w‖²."""
     return 2.0 * lam

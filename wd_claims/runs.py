@@ -18,7 +18,7 @@ processes; ``--fresh`` ignores it).
 
 from __future__ import annotations
 
-from wd_claims.config import Budget
+from wd_claims.config import Budget, usable_cores
 from wd_claims.invariance import EXACT_EPS
 from wd_claims.train import TrainConfig, TrainResult, train
 
@@ -205,11 +205,9 @@ def prefetch(suite, images, wanted: list[TrainConfig]) -> None:
 def start(suite, images, wanted: list[TrainConfig]) -> None:
     """Hand the configurations of ``wanted`` that :func:`prefetch` would train to the worker
     pool (in :func:`_submission_order`) and return at once (:func:`wait` collects them)."""
-    import os
-
     from wd_claims.zoo import MODELS, ZOO
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     todo = [c for c in wanted if (c, suite.device) not in _MEMO
             and _key(suite, c) not in _PREFETCHED]
     if (suite.device != "cpu" or (cores or 1) < 2 or len(todo) < 2
