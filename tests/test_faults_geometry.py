@@ -16,7 +16,7 @@ from torch import nn
 from wd_claims.models import resnet8, resnet8_without_norm
 
 from tests.faults import claim, failed_checks, perturbed, recorded, status
-from wd_claims.plugin import measurement_name
+from wd_claims.collector import measurement_name
 from wd_claims.probes import ROUNDING_LAMBDA, UNIT_ROUNDOFF
 from wd_claims.zoo import MODELS, negative_control
 

@@ -14,7 +14,7 @@ import pytest
 import torchvision.datasets  # noqa: F401
 
 from wd_claims.data import CIFAR_FILES
-from wd_claims.plugin import worker_gpu
+from wd_claims.machine import worker_gpu
 
 TINY_CLAIMS = """
 import pytest
@@ -316,7 +316,7 @@ def test_each_xdist_worker_gets_its_own_gpu(visible, worker, expected):
 
 
 def test_thread_count_honours_the_override_then_shares_cores_among_xdist_workers():
-    from wd_claims.plugin import thread_count
+    from wd_claims.machine import thread_count
 
     assert thread_count({}, cpu_count=8) is None
     assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "4"}, cpu_count=8) == 2

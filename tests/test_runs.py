@@ -147,3 +147,13 @@ def test_a_warm_pool_waits_idle_for_its_jobs_and_start_hands_it_the_runs(smoke):
     finally:
         runs.shutdown(cancel=True)
     assert torch.get_num_threads() == before and not runs._POOL and not runs._PENDING
+
+
+def test_a_shrunk_budget_caps_the_shared_runs_evaluation_and_an_unshrunk_one_reads_every_image():
+    full = BUDGETS["full"]
+    capped = shrunk(full, {"n_train": 512, "max_images": 16})
+    for make in runs.MAKE.values():
+        assert make(full, 0, "CIFAR-10").eval_images == 0          # 0: every image
+        assert make(capped, 0, "CIFAR-10").eval_images == 16
+    # the quick budget's shared runs keep their configuration (and so their cache keys)
+    assert runs.grid_config(BUDGETS["quick"], 0, "stand-in").eval_images == 0

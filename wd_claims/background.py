@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from wd_claims.collector import claim_id
 from wd_claims.config import usable_cores
-from wd_claims.plugin import SUITE, _claim_id
+from wd_claims.plugin import SUITE
 
 
 def trains_in_background(config: pytest.Config) -> bool:
@@ -77,7 +78,7 @@ def while_the_workers_train(item: pytest.Item) -> int:
     the shared runs (the workers' longest)."""
     from wd_claims import runs
 
-    cid = _claim_id(item.keywords)
+    cid = claim_id(item.keywords)
     return 0 if cid not in runs.TRAINING else 2 if cid in runs.SHARED_BY else 1
 
 
@@ -107,7 +108,7 @@ def _workers_train_while_other_claims_run(request: pytest.FixtureRequest):
 
     if runs.SELECTED & runs.TRAINING:
         models = sorted({item.callspec.params["model_spec"].name for item in request.session.items
-                         if _claim_id(item.keywords) in runs.TRAINING
+                         if claim_id(item.keywords) in runs.TRAINING
                          and "model_spec" in getattr(getattr(item, "callspec", None), "params",
                                                      {})})
         try:

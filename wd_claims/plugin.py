@@ -1,5 +1,8 @@
 """The pytest plugin: options, the ``suite`` and ``record_verdict`` fixtures, the report hook.
 
+Its parts: :mod:`wd_claims.machine` (device, threads, GPU per worker, provenance) and
+:mod:`wd_claims.collector` (claim ids, the verdicts gathered from test reports, the report).
+
 Registered through the ``pytest11`` entry point, so ``pytest claims/`` has it once the project is
 installed. Options:
 
@@ -26,37 +29,40 @@ One worker per GPU (the scale-out path): list the GPUs and start as many workers
     CUDA_VISIBLE_DEVICES=0,1,2,3 pytest claims/ -n 4 --device cuda --budget full
 
 Worker ``gwK`` narrows ``CUDA_VISIBLE_DEVICES`` to the K-th listed GPU (modulo their number)
-before torch touches CUDA (:func:`worker_gpu`), so every worker has a GPU of its own and sees it
-as ``cuda:0``. Without a comma-separated ``CUDA_VISIBLE_DEVICES`` all workers share the default
-GPU. Claims are distributed per test; ``--dist loadfile`` keeps a claim's models on one GPU, which
-lets them share its cached training runs.
+before torch touches CUDA (:func:`wd_claims.machine.worker_gpu`), so every worker has a GPU of
+its own and sees it as ``cuda:0``. Without a comma-separated ``CUDA_VISIBLE_DEVICES`` all workers
+share the default GPU. Claims are distributed per test; ``--dist loadfile`` keeps a claim's models
+on one GPU, which lets them share its cached training runs.
 """
 
 from __future__ import annotations
 
 import os
-import platform
-import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from wd_claims.collector import (
+    CLAIM_IDS,
+    VERDICT_KEY,
+    ReportCollector,
+    claim_id,
+    marker_name,
+    measurement_name,
+)
 from wd_claims.config import BUDGETS, DEVICES, ENV_SHRINK, Budget, shrunk
-from wd_claims.report import Verdict, utc_now, write_report
+from wd_claims.machine import (
+    device_name,
+    pin_worker_gpu,
+    provenance,
+    resolve_device,
+    set_threads,
+)
+from wd_claims.report import Verdict, utc_now
 
 # The scheduling of the training runs (workers train while other claims run): its own module
 pytest_plugins = ["wd_claims.background"]
-
-CLAIM_IDS = tuple(f"C{i}" for i in range(11)) + ("E1", "E2", "E3")
-VERDICT_KEY = "wd_claims_verdict"
-
-
-def marker_name(claim_id: str) -> str:
-    """C5 → ``c05``, E1 → ``e01`` (the ids used by ``-m`` and in module names)."""
-    return f"{claim_id[0].lower()}{int(claim_id[1:]):02d}"
-
 
 @dataclass
 class Suite:
@@ -102,20 +108,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="directory of cached training runs (default: ./.wd-cache)")
 
 
-def resolve_device(choice: str) -> str:
-    """``auto``/``cpu``/``cuda`` → ``cpu`` or ``cuda``; :class:`pytest.UsageError` if impossible."""
-    import torch
-
-    if choice not in DEVICES:
-        raise pytest.UsageError(f"--device {choice!r}: choose one of {', '.join(DEVICES)}")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise pytest.UsageError("--device cuda: no CUDA device is available to torch "
-                                f"{torch.__version__}; run with --device cpu (or auto)")
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return choice
-
-
 def _check_writable(directory: Path, what: str) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -125,88 +117,6 @@ def _check_writable(directory: Path, what: str) -> None:
     except OSError as exc:
         raise pytest.UsageError(f"{what} {directory} is not writable ({exc.strerror or exc}); "
                                 f"pass a writable directory") from exc
-
-
-def _git_commit(root: Path) -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
-                             capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        if out.returncode != 0:
-            return "unknown"
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _device_name(device: str) -> str:
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def provenance(root: Path, device: str) -> dict:
-    """Versions, hardware and commit. Never environment variables or paths outside the project."""
-    import numpy
-    import sympy
-    import torch
-
-    return {"python": platform.python_version(), "torch": str(torch.__version__),
-            "sympy": str(sympy.__version__), "numpy": str(numpy.__version__),
-            "platform": platform.platform(terse=True), "device": _device_name(device),
-            "cpu_count": os.cpu_count(), "git_commit": _git_commit(root)}
-
-
-def thread_count(environ=os.environ, cpu_count: int | None = None) -> int | None:
-    """Torch threads for this process, or None to keep torch's default (every core).
-
-    ``WD_CLAIMS_THREADS=N`` wins (on a machine shared with other jobs, OpenMP threads spin-waiting
-    for busy cores made claims 5–10× slower; 1 avoids it); under xdist each worker gets
-    ``cores // workers``: two torch processes each using every core slow each other down by one
-    to two orders of magnitude (docs/design.md).
-    """
-    requested = environ.get(ENV_THREADS, "").strip()
-    if requested:
-        if not requested.isdigit() or int(requested) < 1:
-            raise pytest.UsageError(f"{ENV_THREADS}={requested!r}: expected a positive integer")
-        return int(requested)
-    workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    if workers > 1:
-        return max(1, (cpu_count or os.cpu_count() or 1) // workers)
-    return None
-
-
-ENV_THREADS = "WD_CLAIMS_THREADS"
-
-
-def _set_threads() -> None:
-    threads = thread_count()
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def worker_gpu(visible: str | None, worker_id: str | None) -> str | None:
-    """The ``CUDA_VISIBLE_DEVICES`` an xdist worker should use: the ``K``-th entry (modulo their
-    number) of a comma-separated list for worker ``gwK``; ``None`` (leave it alone) otherwise."""
-    if not visible or not worker_id or not worker_id.startswith("gw"):
-        return None
-    gpus = [g.strip() for g in visible.split(",") if g.strip()]
-    if len(gpus) < 2 or not worker_id[2:].isdigit():
-        return None
-    return gpus[int(worker_id[2:]) % len(gpus)]
-
-
-def _pin_worker_gpu() -> None:
-    """Give this xdist worker one GPU of its own (see the module docstring). Must run before torch
-    initialises CUDA, i.e. first thing in :func:`pytest_configure`."""
-    gpu = worker_gpu(os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("PYTEST_XDIST_WORKER"))
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
 
 
 def _data_note(data_dir: Path | None, download: bool) -> str:
@@ -238,7 +148,7 @@ def pytest_configure(config: pytest.Config) -> None:
     the plugin stays inert (no torch import, no report folder, no git) until a claim is
     collected (:func:`pytest_collection_modifyitems`): installed, it costs an unrelated
     project's pytest nothing."""
-    _pin_worker_gpu()
+    pin_worker_gpu()
     for cid in CLAIM_IDS:
         config.addinivalue_line("markers", f"{marker_name(cid)}: claim {cid} (docs/claims.md)")
     config.addinivalue_line("markers", "models(*names): the zoo models a claim applies to")
@@ -250,7 +160,7 @@ CLAIM_FIXTURES = {"suite", "record_verdict", "images", "probe_data", "model_spec
 
 
 def _is_claim(item: pytest.Item) -> bool:
-    return (_claim_id(item.keywords) is not None
+    return (claim_id(item.keywords) is not None
             or bool(CLAIM_FIXTURES & set(getattr(item, "fixturenames", ()))))
 
 
@@ -271,7 +181,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
         runs.SELECTED.clear()
         runs.SELECTED.update(cid for item in session.items
-                             if (cid := _claim_id(item.keywords)) is not None)
+                             if (cid := claim_id(item.keywords)) is not None)
 
 
 def activate(config: pytest.Config) -> Suite:
@@ -279,7 +189,7 @@ def activate(config: pytest.Config) -> Suite:
     report writer (idempotent). Bad input is a :class:`pytest.UsageError` naming the fix."""
     if SUITE in config.stash:
         return config.stash[SUITE]
-    _set_threads()
+    set_threads()
     device = resolve_device(config.getoption("--device"))
     budget_name = config.getoption("--budget") or ("full" if device == "cuda" else "quick")
     root = Path(config.rootpath)
@@ -302,7 +212,7 @@ def activate(config: pytest.Config) -> Suite:
         except ValueError as exc:   # json's errors are ValueErrors too
             raise pytest.UsageError(f"{ENV_SHRINK}: {exc}") from exc
     suite = config.stash[SUITE] = Suite(
-        budget=budget, device=device, device_name=_device_name(device),
+        budget=budget, device=device, device_name=device_name(device),
         report_dir=report_dir, cache_dir=cache_dir, data_dir=data_dir, download=download,
         fresh=config.getoption("--fresh"), provenance=provenance(root, device),
         data_note=_data_note(data_dir, download))
@@ -417,153 +327,6 @@ def record_verdict(request: pytest.FixtureRequest, suite: Suite):
         return verdict
 
     return record
-
-
-def measurement_name(claim_id: str, model: str) -> str:
-    """File stem of a verdict's recorded measurements: ``C5-resnet8``."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{claim_id}-{model}" if model else claim_id)
-
-
-def _claim_id(item_keywords) -> str | None:
-    for cid in CLAIM_IDS:
-        if marker_name(cid) in item_keywords:
-            return cid
-    return None
-
-
-def _failure_message(report: pytest.TestReport, limit: int = 300) -> str:
-    """The first line of a failed report's error (``AssertionError: …``), cut at ``limit``."""
-    crash = getattr(report.longrepr, "reprcrash", None)
-    text = crash.message if crash is not None else report.longreprtext
-    lines = [line for line in str(text).strip().splitlines() if line.strip()]
-    first = lines[0] if lines else "failed"
-    return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
-def _verdict_key(nodeid: str, value: dict) -> tuple:
-    return (nodeid, value.get("id", ""), value.get("title", ""),
-            value.get("context", {}).get("model", ""))
-
-
-class ReportCollector:
-    """Gathers verdicts from test reports (the controller's, under xdist) and writes the report.
-
-    The report never disagrees with pytest: a claim that fails its test is "fail" in the report
-    even if it filed a passing verdict first, and one that fails or is skipped before filing any
-    verdict still gets a line saying why.
-    """
-
-    def __init__(self, config: pytest.Config, suite: Suite):
-        self.config, self.suite = config, suite
-        self.verdicts: dict[tuple, dict] = {}
-        self.report_path: Path | None = None
-        self.error: str = ""
-        self.collect_errors = 0
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        filed = {_verdict_key(report.nodeid, value): value
-                 for key, value in report.user_properties if key == VERDICT_KEY}
-        for key, value in filed.items():  # setup/call/teardown reports repeat them: first wins
-            self.verdicts.setdefault(key, value)
-        mine = [v for k, v in self.verdicts.items() if k[0] == report.nodeid]
-        cid = _claim_id(report.keywords)
-        if report.failed:
-            message = _failure_message(report)
-            for v in mine:
-                if v["status"] in ("pass", "skip"):  # the test says otherwise: it wins
-                    v["status"] = "fail"
-                    v["reason"] = f"the test failed after filing this verdict: {message}"
-            if not mine and cid is not None:
-                self.verdicts[(report.nodeid, cid, "", "")] = self._bare_verdict(
-                    report, cid, "fail", f"the test failed before filing a verdict ({report.when}):"
-                                         f" {message}")
-        elif report.skipped and not mine and cid is not None:
-            if hasattr(report, "wasxfail"):
-                status, reason = "xfail", report.wasxfail or "expected failure"
-            else:
-                longrepr = report.longrepr
-                reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-                status, reason = "skip", reason.removeprefix("Skipped: ")
-            self.verdicts[(report.nodeid, cid, "", "")] = self._bare_verdict(
-                report, cid, status, reason)
-        elif report.passed and report.when == "call":
-            for v in mine:
-                if v["status"] == "fail" and "test passed" not in v["reason"]:
-                    v["reason"] = (v["reason"] + " " if v["reason"] else "") + (
-                        "(but the test passed: it does not assert its verdict)")
-
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        """A claim module that cannot even be imported is a failed claim, not a missing line."""
-        if not report.failed:
-            return
-        self.collect_errors += 1
-        match = re.search(r"test_([ce])(\d+)_\w*\.py", report.nodeid)
-        if match is None:
-            return
-        cid = f"{match[1].upper()}{int(match[2])}"
-        self.verdicts[(report.nodeid, cid, "", "")] = Verdict(
-            id=cid, title=report.nodeid.rsplit("/", 1)[-1], status="fail",
-            reason=f"the claim module could not be collected: {_failure_message(report)}",
-            context=self.suite.context(), test=report.nodeid).to_json()
-
-    def _bare_verdict(self, report: pytest.TestReport, cid: str, status: str,
-                      reason: str) -> dict:
-        """The verdict of a claim that filed none: its name, the status and why."""
-        name = report.nodeid.split("::")[-1]
-        model = name.split("[", 1)[1].rstrip("]") if "[" in name else ""
-        title = name.split("[")[0].removeprefix("test_").replace("_", " ")
-        return Verdict(id=cid, title=title, status=status, reason=reason,
-                       context=self.suite.context(model=model), test=report.nodeid).to_json()
-
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if not self.verdicts:
-            return
-        info = {"budget": self.suite.budget.name, "device": self.suite.device_name,
-                "device_kind": self.suite.device, "started": self.suite.started,
-                "finished": utc_now(), "provenance": self.suite.provenance,
-                "budget_note": _budget_note(self.suite), "data_note": self.suite.data_note,
-                "incomplete": _incomplete(session, exitstatus, self.collect_errors)}
-        verdicts = [Verdict.from_json(v) for v in self.verdicts.values()]
-        try:
-            self.report_path = write_report(verdicts, info, self.suite.report_dir)
-        except OSError as exc:  # e.g. a full disk: the previous latest.* are left as they were
-            self.error = (f"the report could not be written to {self.suite.report_dir}: {exc}; "
-                          "the previous reports are unchanged")
-            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-
-    def pytest_terminal_summary(self, terminalreporter, exitstatus: int) -> None:
-        if self.report_path is None and not self.error:
-            return
-        terminalreporter.write_sep("-", "weight-decay claims report")
-        if self.suite.data_note:  # the header said it too, but -q hides the header
-            terminalreporter.write_line(f"WARNING: {self.suite.data_note}", yellow=True)
-        if self.error:
-            terminalreporter.write_line(f"ERROR: {self.error}", red=True)
-        else:
-            terminalreporter.write_line(f"report: {self.report_path}")
-            terminalreporter.write_line(f"latest: {self.report_path.parent / 'latest.md'}")
-
-
-def _incomplete(session: pytest.Session, exitstatus: int, collect_errors: int) -> str:
-    """Why the run stopped early ("" if it did not)."""
-    if exitstatus == pytest.ExitCode.INTERRUPTED and collect_errors:
-        return f"{collect_errors} module(s) could not be collected, so no claim ran."
-    if exitstatus == pytest.ExitCode.INTERRUPTED:
-        return "the run was interrupted (Ctrl-C / SIGINT) before every claim had run."
-    if session.shouldstop or session.shouldfail:
-        return f"the run stopped early ({session.shouldstop or session.shouldfail})."
-    return ""
-
-
-def _budget_note(suite: Suite) -> str:
-    if "shrunk" in suite.budget.extra:
-        return (f"The `{suite.budget.name}` budget SHRUNK FOR TESTING ({ENV_SHRINK}="
-                f"{suite.budget.extra['shrunk']}): its code path, not its statistics. No verdict "
-                "here stands for the article.")
-    if suite.budget.name == "full":
-        return ""
-    return (f"This is the `{suite.budget.name}` budget on {suite.device}: smaller runs than the "
-            "article's Fig. 2 (ResNet-8, CIFAR-10, 100 epochs). `tox -e gpu` runs the full budget.")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

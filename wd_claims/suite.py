@@ -103,7 +103,7 @@ def parametrize_with_claims(factories: dict[str, Callable], *, claims: Iterable[
 
     ``expected_failed_claims``: {model name: {claim id: reason}} → strict xfail with the reason.
     """
-    from wd_claims.plugin import marker_name
+    from wd_claims.collector import marker_name
 
     expected = expected_failed_claims or {}
     params = []
