@@ -57,6 +57,12 @@ class Budget:
         """A claim's own image count (a probe or evaluation batch), capped likewise."""
         return min(n, self.extra.get("max_images", n))
 
+    @property
+    def eval_images(self) -> int:
+        """A shared run's ``TrainConfig.eval_images``: 0 (every image) unless a test-only shrink
+        caps the image counts (``max_images``), then that cap."""
+        return int(self.extra.get("max_images", 0))
+
     def cap_repeats(self, n: int) -> int:
         """A claim's own number of repetitions (splits, draws), capped likewise."""
         return min(n, self.extra.get("max_repeats", n))

@@ -27,12 +27,10 @@ MOMENTUM = 0.9                     # C4's control: the usual value
 
 
 def _common(budget: Budget, seed: int, data_name: str, model: str) -> dict:
-    # eval_images: the final evaluation reads every image (0), or the first ``max_images`` of each
-    # set where a test-only shrink caps the budget's image counts (wd_claims.config.shrunk)
     return dict(steps=budget.steps, batch_size=budget.batch_size, model=model,
                 width=budget.width, seed=seed, augment=budget.augment, data=data_name,
                 n_train=budget.n_train, evaluate=budget.extra.get("evaluate_shared_runs", True),
-                eval_images=budget.extra.get("max_images", 0),
+                eval_images=budget.eval_images,
                 freeze_non_invariant=bool(budget.extra.get("freeze_non_invariant", False)))
 
 

@@ -362,24 +362,30 @@ def _progress(config: TrainConfig, enabled: bool):
                 desc=f"{config.model} K={config.k}", unit="step", leave=False)
 
 
-def _benchmark(k: int = 9, width: int = 16, batches=(128, 64, 32), threads: int = 1) -> None:
-    """Prints the engine's steady-state model-images/s (K ResNet-8, stand-in data): the time of
-    16 steps minus that of 4, after a warm-up run (the invariance probe is memoized per process:
-    without the warm-up the first run pays it and the difference overstates the rate)."""
+def step_ms(k: int = 9, width: int = 16, batch: int = 32) -> float:
+    """The engine's steady-state ms per configuration-step (K ResNet-8, stand-in data, the
+    threads in force): the time of 16 steps minus that of 4, after a warm-up run (the invariance
+    probe is memoized per process: without the warm-up the first run pays it and the difference
+    overstates the rate)."""
     from wd_claims.data import standin_cifar
 
-    torch.set_num_threads(threads)
     data = DeviceData.from_images(standin_cifar(2048))
+    seconds = {}
+    for steps in (2, 4, 16):
+        config = TrainConfig(etas=(0.1,) * k, lams=(1e-3,) * k, steps=steps,
+                             batch_size=batch, width=width, evaluate=False)
+        seconds[steps] = train(config, data, progress=False).seconds
+    return 1000 * (seconds[16] - seconds[4]) / 12 / k
+
+
+def _benchmark(k: int = 9, width: int = 16, batches=(128, 64, 32), threads: int = 1) -> None:
+    """Prints :func:`step_ms` and the model-images/s it means, for each batch size."""
+    torch.set_num_threads(threads)
     for batch in batches:
-        seconds = []
-        for steps in (2, 4, 16):
-            config = TrainConfig(etas=(0.1,) * k, lams=(1e-3,) * k, steps=steps,
-                                 batch_size=batch, width=width, evaluate=False)
-            seconds.append(train(config, data, progress=False).seconds)
-        rate = k * batch * 12 / (seconds[2] - seconds[1])
+        ms = step_ms(k, width, batch)
         print(f"K={k} ResNet-8 width {width}, batch {batch}, {threads} thread(s): "
-              f"{rate:.0f} model-images/s ({1000 * (seconds[2] - seconds[1]) / 12 / k:.1f} ms "
-              "per configuration-step)", flush=True)
+              f"{1000 * batch / ms:.0f} model-images/s ({ms:.1f} ms per configuration-step)",
+              flush=True)
 
 
 if __name__ == "__main__":
