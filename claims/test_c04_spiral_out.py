@@ -1,88 +1,43 @@
 """C4 — without weight decay, SGD spirals out: ‖w‖ grows and the gradient vanishes.
 
-Article (Labatie 2020, section "Weight decay + scale invariance"): "SGD without weight decay … w_t
-would 'spiral out' to ‖w_t‖ → ∞, causing gradients to vanish: ‖∇L(w_t|B_t)‖ ∝ 1/‖w_t‖ → 0".
+Article (Labatie 2020, "Weight decay + scale invariance"): "SGD without weight decay … w_t would
+'spiral out' to ‖w_t‖ → ∞, causing gradients to vanish: ‖∇L(w_t|B_t)‖ ∝ 1/‖w_t‖ → 0".
 
-Expected (sympy, ``wd_claims.theory.c04_spiral_out``; docs/claims.md): ‖w − ηg‖² = ‖w‖² −
-2η⟨g, w⟩ + η²‖g‖², so with C2's ⟨g, w⟩ = 0 each plain-SGD step adds exactly η²‖g_t‖²: the norm
-never decreases; with ‖g‖ = G/‖w‖ (C3), x(t) = √(x₀² + 2η²G²t) and ‖g‖ falls at stationary G.
+Derivation (sympy, ``theory.c04_spiral_out``; docs/claims.md): ‖w − ηg‖² = ‖w‖² − 2η⟨g, w⟩ +
+η²‖g‖², so with C2's ⟨g, w⟩ = 0 each plain step adds exactly η²‖g_t‖²; with ‖g‖ = G/‖w‖ (C3),
+x(t) = √(x₀² + 2η²G²t) and ‖g‖ falls at stationary G.
 
-Measurement: ResNet-8 at λ = 0 (``wd_claims.runs.starts_config``: the grid's middle η, started at
-‖w₀‖ × ¼, 1, 4), every step, every scale-invariant tensor and their 3x3 concatenation: Δx_t,
-η²‖g_t‖², ⟨g_t, w_t⟩; ‖g‖ and G = ‖g‖‖w‖ early vs late.
-
-Criteria (core): (1) the step is a plain λ = 0 step: |Δx − η²‖g‖² + 2η⟨g, w⟩| ≤ the a-priori
-float32 rounding bound of the update (:func:`rounding_bound`) at every step; (2) ⟨g, w⟩ = 0 in
-effect: per configuration and tensor, 0 ∈ the Bonferroni t-interval of the block means of the
-relative residual (Δx − η²‖g‖²)/η²‖g‖², widened only by the relative rounding bound — no
-tolerance contains the measured cos(g, w); (3) Δx ≥ −rounding at every step. Non-core, the
-article's "causing gradients to vanish": ‖g‖ late/early < 1 from every start in the spiral-out
-regime (declared expected failure where G = ‖g‖‖w‖ grows by a measured factor > 1).
-
-Control: momentum 0.9 (PyTorch's SGD, λ = 0, ``runs.momentum_config``): criteria (1)–(2) must
-reject it.
-
-Budget: quick — stand-in data unless CIFAR-10 is configured, 384 steps of batch 16 at width 8; full
-— CIFAR-10.
+Measurement: the λ = 0 starts of :func:`wd_claims.recipes.starts_config` (middle η, ‖w₀‖ × ¼, 1,
+4), every step, every scale-invariant tensor and their 3x3 concatenation: x = ‖w‖², ‖g‖, cos(g, w).
+Criteria (core): the step is plain, |Δx − η²‖g‖² + 2η⟨g, w⟩| ≤ the a-priori float32 rounding bound
+(:func:`wd_claims.dynamics_checks.plain_step_rounding`) at every step; 0 ∈ the Bonferroni
+t-interval of the block means of (Δx − η²‖g‖²)/η²‖g‖², ± the relative rounding bound only; Δx ≥
+−rounding. Non-core, "causing gradients to vanish": ‖g‖ late/early < 1 in the spiral-out regime
+(expected to miss where G = ‖g‖‖w‖ grows). Control: momentum 0.9 must fail the first two.
 """
 
+import numpy as np
 
-import matplotlib
+from wd_claims import setting, stats, theory
+from wd_claims.claim import Claim, Judgement, Presentation, canvas, derivation
+from wd_claims.dynamics_checks import block_intervals, plain_step_rounding, tensor_sizes
+from wd_claims.verdict import Check, fmt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from wd_claims import runs, setting, stats, theory  # noqa: E402
-from wd_claims.judge import Check  # noqa: E402
-from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
-
-pytestmark = pytest.mark.c04
-
-QUOTE = "w_t would “spiral out” to ∥w_t∥→ ∞, causing gradients to vanish"
+CLAIM = Claim(
+    id="C4", title="λ = 0: ‖w_{t+1}‖² = ‖w_t‖² + η²‖g_t‖², the norm spirals out",
+    quote="w_t would “spiral out” to ∥w_t∥→ ∞, causing gradients to vanish",
+    derive=theory.c04_spiral_out, models=("resnet8",), shared_runs=True,
+    expected_failures=("gradient_vanishes",))
 EDGE = 0.1  # "early" and "late" are the first and last 10% of the run
 N_BLOCKS = 8
-LEVEL = 0.95
 
 
-def rounding_bound(x, gnorm, eta, n_elements, u):
-    """(…, T−1) a-priori bound on |Δx_t − η²‖g_t‖² + 2η⟨g_t, w_t⟩| for a plain λ = 0 step.
-
-    v = fl(w − fl(η)·g) rounds η to the parameters' dtype, the product and the sum: ‖v − ṽ‖ ≤ e
-    with e = γ₂η‖g‖ + u‖ṽ‖ (ṽ = w − ηg exact), so |‖v‖² − ‖ṽ‖²| ≤ 2‖ṽ‖e + e²; the float64 sums of
-    n squares (x_t, x_{t+1}, ‖g‖²) add γ_n^{(64)}(x_t + x_{t+1} + η²‖g‖²). ‖ṽ‖ ≤ √x_{t+1} + e."""
-    g2 = 2 * u / (1 - 2 * u)
-    u64 = stats.unit_roundoff("float64")
-    gam = n_elements * u64 / (1 - n_elements * u64)
-    inc = eta**2 * gnorm[..., :-1] ** 2
-    vn = np.sqrt(x[..., 1:])
-    e = g2 * eta * gnorm[..., :-1] + u * vn
-    e = e + u * e
-    return 2 * (vn + e) * e + e**2 + gam * (x[..., 1:] + x[..., :-1] + inc)
-
-
-def tensor_sizes(result) -> np.ndarray:
-    """Number of entries of each tracked tensor (from the shapes in the final checkpoint); the
-    joint column (last) holds the 3x3 kernels among them, or all of them (its label says)."""
-    from wd_claims.train import ALL_3X3
-
-    state = result.checkpoints[max(result.checkpoints)][0]
-    names = result.tensors[:-1]
-    sizes = [int(np.prod(state[n].shape)) for n in names]
-    in_joint = [result.tensors[-1] != ALL_3X3 or tuple(state[n].shape[-2:]) == (3, 3)
-                for n in names]
-    return np.array(sizes + [sum(s for s, j in zip(sizes, in_joint, strict=True) if j)])
-
-
-def _series(result, ks):
-    """(K', P, T) arrays x, gnorm, cos_gw for configurations ks."""
-    return [np.moveaxis(result.metrics[k][ks], 2, 1) for k in ("sqnorm", "gnorm", "cos_gw")]
-
-
-def measure(result, momentum) -> dict:
-    """Flat dict: the λ = 0 configurations' (K0, P, T) series x, g, cos; the same for the λ > 0
-    configurations (``wd_*``, for the weight-decay fault) and the momentum run (``mom_*``)."""
+def measure(ctx, model) -> dict:
+    """The λ = 0 starts' (K0, P, T) series x, g, cos; the same for the λ > 0 starts (``wd_*``,
+    for the weight-decay fault) and the momentum run (``mom_*``)."""
+    (result,) = ctx.results("starts", model.name)
+    (momentum,) = ctx.results("momentum", model.name)
+    ctx.stands_on(setting.of_run(result.config, ctx.data_name))   # the starts only
     lams = np.asarray(result.config.lams)
     zero, decayed = np.flatnonzero(lams == 0), np.flatnonzero(lams > 0)
     m = {"tensors": np.array(result.tensors), "n_elements": tensor_sizes(result),
@@ -93,113 +48,122 @@ def measure(result, momentum) -> dict:
          "mom_eta": np.asarray(momentum.config.etas)}
     for prefix, res, ks in (("", result, zero), ("wd_", result, decayed),
                             ("mom_", momentum, np.arange(momentum.config.k))):
-        x, g, c = _series(res, ks)
+        x, g, c = (np.moveaxis(res.metrics[k][ks], 2, 1) for k in ("sqnorm", "gnorm", "cos_gw"))
         m.update({f"{prefix}x": x, f"{prefix}g": g, f"{prefix}cos": c})
+    m["model"] = model.name
     return m
 
 
-def step_criteria(x, g, cos, eta, n_elements, u):
-    """The per-step criteria on (K, P, T) series: (plain-step ok (K, P), ⟨g,w⟩ = 0 intervals
-    (K, P, 3), ⟨g,w⟩ = 0 ok (K, P), monotone ok (K, P), worst plain-step ratio)."""
+def step_criteria(x, g, cos, eta, n_elements, u) -> dict:
+    """The per-step criteria on (K, P, T) series: plain-step ok (K, P), the ⟨g,w⟩ = 0 intervals
+    (K, P, 3) and ok (K, P), monotone ok (K, P), the worst plain-step ratio, the relative bound."""
     eta = np.asarray(eta, float)[:, None, None]
     n = np.asarray(n_elements, float)[None, :, None]
     inc = eta**2 * g[..., :-1] ** 2
     resid = np.diff(x, axis=-1) - inc
     cross = 2 * eta * g[..., :-1] * np.sqrt(x[..., :-1]) * cos[..., :-1]
-    bound = rounding_bound(x, g, eta, n, u)
+    bound = plain_step_rounding(x, g, eta, n, u)
     ratio = np.abs(resid + cross) / bound
-    plain = np.nanmax(ratio, axis=-1) <= 1
-    rel = resid / inc
-    level = 1 - (1 - LEVEL) / (rel.shape[0] * rel.shape[1])
-    blocks = stats.block_means(rel, N_BLOCKS)
-    ci = np.array([[stats.ols(b, {}, level=level)["intercept"] for b in row] for row in blocks])
+    ci = block_intervals(stats.block_means(resid / inc, N_BLOCKS))
     rel_bound = np.nanmax(bound / inc, axis=-1)
-    radial_ok = (ci[..., 1] - rel_bound <= 0) & (0 <= ci[..., 2] + rel_bound)
-    monotone = np.all(np.diff(x, axis=-1) >= -bound, axis=-1)
-    return plain, ci, radial_ok, monotone, float(np.nanmax(ratio)), rel_bound
+    return {"plain": np.nanmax(ratio, axis=-1) <= 1, "ci": ci, "rel_bound": rel_bound,
+            "radial_ok": (ci[..., 1] - rel_bound <= 0) & (0 <= ci[..., 2] + rel_bound),
+            "monotone": np.all(np.diff(x, axis=-1) >= -bound, axis=-1),
+            "worst": float(np.nanmax(ratio))}
 
 
-def judge(m: dict) -> Verdict:
-    derivation = theory.c04_spiral_out()
-    names = list(m["tensors"])
-    plain, ci, radial_ok, monotone, worst, rel_bound = step_criteria(
-        m["x"], m["g"], m["cos"], m["eta"], m["n_elements"], m["u"])
-    mp, mci, mrad, _, mworst, _ = step_criteria(
-        m["mom_x"], m["mom_g"], m["mom_cos"], m["mom_eta"], m["n_elements"], m["u"])
-    zero_lam = bool(np.all(m["lam"] == 0))
-    # the sub-statement: ‖g‖ falls; G = ‖g‖‖w‖ (all 3x3 kernels, the last tensor)
+def analysis(m: dict) -> dict:
+    """The criteria on the λ = 0 starts and the momentum run; ‖g‖, G = ‖g‖‖w‖ and ‖w‖ late/early
+    on all 3x3 kernels (the last tensor); the spiral-out regime 2η²ΣG² ≥ x₀² (‖w‖ grew ≥ 2^¼)."""
+    a = step_criteria(m["x"], m["g"], m["cos"], m["eta"], m["n_elements"], m["u"])
+    a["mom"] = step_criteria(m["mom_x"], m["mom_g"], m["mom_cos"], m["mom_eta"],
+                             m["n_elements"], m["u"])
     x, g = m["x"][:, -1], m["g"][:, -1]
     G = g * np.sqrt(x)
     T = x.shape[1]
     early, late = slice(0, max(1, int(EDGE * T))), stats.late_window(T, EDGE)
-    g_fall = g[:, late].mean(1) / g[:, early].mean(1)
-    G_drift = G[:, late].mean(1) / G[:, early].mean(1)
-    w_growth = np.sqrt(x[:, late].mean(1) / x[:, early].mean(1))
-    growth_term = 2 * m["eta"] ** 2 * np.nansum(G[:, :-1] ** 2, axis=1)
-    spiral = growth_term >= x[:, 0] ** 2   # ‖w‖ grew by ≥ 2^¼: the spiral-out regime
-    worst_ci = np.unravel_index(np.argmax(np.abs(ci[..., 0])), ci.shape[:2])
-    checks = [
-        Check("plain λ = 0 step", bool(np.all(plain)) and zero_lam,
-              measured={"worst |Δx − η²‖g‖² + 2η⟨g,w⟩|/bound": worst, "λ": m["lam"].tolist()},
+    a["g_fall"] = g[:, late].mean(1) / g[:, early].mean(1)
+    a["G_drift"] = G[:, late].mean(1) / G[:, early].mean(1)
+    a["w_growth"] = np.sqrt(x[:, late].mean(1) / x[:, early].mean(1))
+    a["growth"] = 2 * m["eta"] ** 2 * np.nansum(G[:, :-1] ** 2, axis=1)
+    a["spiral"] = a["growth"] >= x[:, 0] ** 2
+    a["worst_ci"] = np.unravel_index(np.argmax(np.abs(a["ci"][..., 0])), a["ci"].shape[:2])
+    return a
+
+
+def judge(m: dict) -> Judgement:
+    a = analysis(m)
+    ci, mom, spiral, worst = a["ci"], a["mom"], a["spiral"], a["worst_ci"]
+    return Judgement([
+        Check("plain_step", "plain λ = 0 step", bool(np.all(a["plain"])) and
+              bool(np.all(m["lam"] == 0)),
+              measured={"worst |Δx − η²‖g‖² + 2η⟨g,w⟩|/bound": a["worst"],
+                        "λ": m["lam"].tolist()},
               tolerance=1.0, criterion="at every step and tensor, within the float32 rounding "
                                        "bound of the update (a priori, γ₂ per entry)"),
-        Check("Δ‖w‖² = η²‖g‖²", bool(np.all(radial_ok)),
-              measured={"tensor": names[worst_ci[1]], "start": float(m["scales"][worst_ci[0]]),
-                        "mean relative residual [CI]": ci[worst_ci].tolist()},
-              tolerance={"relative rounding bound": float(rel_bound[worst_ci])},
+        Check("norm_increment", "Δ‖w‖² = η²‖g‖²", bool(np.all(a["radial_ok"])),
+              measured={"tensor": list(m["tensors"])[worst[1]],
+                        "start": float(m["scales"][worst[0]]),
+                        "mean relative residual [CI]": ci[worst].tolist()},
+              tolerance={"relative rounding bound": float(a["rel_bound"][worst])},
               criterion="per configuration and tensor, 0 ∈ Bonferroni 95% t-interval of the "
                         f"{N_BLOCKS} block means of (Δx − η²‖g‖²)/η²‖g‖², ± rounding"),
-        Check("monotone norm", bool(np.all(monotone)), measured=bool(np.all(monotone)),
+        Check("monotone_norm", "monotone norm", bool(np.all(a["monotone"])),
+              measured=bool(np.all(a["monotone"])),
               tolerance="Δx ≥ −rounding bound", criterion="‖w_t‖² never decreases"),
-        Check("control rejected", not (bool(np.all(mp)) and bool(np.all(mrad))),
-              measured={"plain-step ratio": mworst,
-                        "mean relative residual [CI]": mci[0, -1].tolist()},
+        Check("control_rejected", "control rejected",
+              not (bool(np.all(mom["plain"])) and bool(np.all(mom["radial_ok"]))),
+              measured={"plain-step ratio": mom["worst"],
+                        "mean relative residual [CI]": mom["ci"][0, -1].tolist()},
               tolerance=1.0, criterion="the momentum run misses the same criteria"),
-        Check("gradient vanishes", bool(np.any(spiral) and np.all(g_fall[spiral] < 1)),
-              core=False, measured={"‖g‖ late/early": g_fall.tolist(), "spiral": spiral.tolist()},
+        Check("gradient_vanishes", "gradient vanishes",
+              bool(np.any(spiral) and np.all(a["g_fall"][spiral] < 1)), core=False,
+              measured={"‖g‖ late/early": a["g_fall"].tolist(), "spiral": spiral.tolist()},
               tolerance="< 1", criterion="‖g‖ falls from every start in the spiral-out regime "
                                          "2η²ΣG² ≥ x₀²"),
-    ]
-    conditions = [Check("G grows over the run", bool(np.any(spiral) and
-                                                      np.all(G_drift[spiral] > 1)),
-                        measured={"G late/early": G_drift.tolist()}, tolerance="> 1",
-                        criterion="G = ‖g‖‖w‖ grows in the spiral-out starts, so ‖g‖ = G/‖w‖ "
-                                  "need not fall")]
+    ], conditions=[
+        Check("G_grows", "G grows over the run",
+              bool(np.any(spiral) and np.all(a["G_drift"][spiral] > 1)),
+              measured={"G late/early": a["G_drift"].tolist()}, tolerance="> 1",
+              criterion="G = ‖g‖‖w‖ grows in the spiral-out starts, so ‖g‖ = G/‖w‖ need not "
+                        "fall")])
+
+
+def present(m: dict, verdict) -> Presentation:
+    a = analysis(m)
+    ci, x0 = a["ci"], m["x"][:, -1, 0]
     rows = ["| start ‖w₀‖× | 2η²ΣG²/x₀² | ‖g‖ late/early | G late/early | ‖w‖ late/early |",
             "|---|---|---|---|---|"]
-    rows += [f"| {s:g} | {fmt(r)} | {fmt(a)} | {fmt(b)} | {fmt(c)} |"
-             for s, r, a, b, c in zip(m["scales"], growth_term / x[:, 0] ** 2, g_fall, G_drift,
-                                      w_growth, strict=True)]
-    return Verdict(
-        id="C4", title="λ = 0: ‖w_{t+1}‖² = ‖w_t‖² + η²‖g_t‖², the norm spirals out", quote=QUOTE,
+    rows += [f"| {s:g} | {fmt(r)} | {fmt(g)} | {fmt(G)} | {fmt(w)} |"
+             for s, r, g, G, w in zip(m["scales"], a["growth"] / x0**2, a["g_fall"],
+                                      a["G_drift"], a["w_growth"], strict=True)]
+    return Presentation(
         expected="Δ‖w‖² = η²‖g‖² per step; ‖w‖ ∝ t^¼ at stationary G",
-        derivation=derivation.text,
-        predicted={"relative residual": 0.0,
-                   "growth exponent": float(derivation.exprs["norm_exponent"])},
+        predicted={"relative residual": 0.0, "growth exponent": float(
+            derivation(theory.c04_spiral_out).exprs["norm_exponent"])},
         measured={"headline": float(np.max(np.abs(ci[..., 0]))),
-                  "worst plain-step ratio": worst,
-                  "max relative rounding bound": float(np.max(rel_bound)),
-                  "‖g‖ late/early": g_fall.tolist(), "G late/early": G_drift.tolist()},
+                  "worst plain-step ratio": a["worst"],
+                  "max relative rounding bound": float(np.max(a["rel_bound"])),
+                  "‖g‖ late/early": a["g_fall"].tolist(), "G late/early": a["G_drift"].tolist()},
         tolerance={"plain step": 1.0, "relative residual": "Bonferroni t-interval ± rounding"},
         tolerance_reason="the a-priori float32 rounding bound of the update v = fl(w − η·g) "
                          "(u = 2⁻²⁴, γ₂ per entry) plus float64 sums of n squares; the relative "
                          "residual's interval is a t-interval over blocks (wd_claims.stats.ols)",
-        checks=checks, conditions=conditions,
         control={"description": f"momentum {m['momentum']:g} (λ = 0), same criteria",
-                 "measured": {"plain-step ratio": mworst}},
+                 "measured": {"plain-step ratio": a["mom"]["worst"]}},
         resolves=f"a mean relative residual of {float(np.max(ci[..., 2] - ci[..., 1])):.1e} "
                  "(a radial gradient component cos(g, w) ≈ that × p/2)",
         tables=["\n".join(rows)],
-        notes=[f"tensors checked: {len(names)} (every scale-invariant kernel and their 3x3 "
-               "concatenation)"],
+        notes=[f"tensors checked: {len(m['tensors'])} (every scale-invariant kernel and their "
+               "3x3 concatenation)"],
         context={"model": str(m.get("model", "resnet8"))})
 
 
-def figure(m, suite):
+def figure(m: dict, verdict):
     x, g = m["x"][:, -1], m["g"][:, -1]
     G = g * np.sqrt(x)
     steps = np.arange(x.shape[1])
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, ax = canvas(1, 2, size=(10, 3.6))
     for k, scale in enumerate(m["scales"]):
         law = np.sqrt(x[k, 0] ** 2 + 2 * m["eta"][k] ** 2
                       * np.concatenate([[0], np.cumsum(G[k, :-1] ** 2)]))
@@ -213,20 +177,8 @@ def figure(m, suite):
     ax[0].legend(fontsize=7)
     ax[1].legend(fontsize=6)
     fig.tight_layout()
-    path = save_figure(fig, suite.report_dir, f"C4-{m.get('model', 'resnet8')}.png")
-    plt.close(fig)
-    return path
+    return fig
 
 
-@pytest.mark.models("resnet8")
-def test_without_weight_decay_each_step_adds_exactly_eta_squared_grad_squared(
-        suite, images, record_verdict, model_spec):
-    (result,) = runs.results(suite, images, "starts", model_spec.name)
-    (momentum,) = runs.results(suite, images, "momentum", model_spec.name)
-    m = measure(result, momentum)
-    m["model"] = model_spec.name
-    v = judge(m)
-    v.context["data"] = images[0].name
-    v.figures = [figure(m, suite)]
-    v.setting = setting.of_run(result.config, images[0].name)
-    record_verdict(v, measurements=m)
+def test_without_weight_decay_each_step_adds_exactly_eta_squared_grad_squared(verify, model_spec):
+    verify(__name__, model_spec)

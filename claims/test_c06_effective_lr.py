@@ -1,53 +1,38 @@
 """C6 — on the sphere, one SGD step is an SGD step with the effective learning rate η_e.
 
-Article (Labatie 2020, section "Weight decay + scale invariance"): "the update during iteration t
-of the projection w_t/∥w_t∥ on the unit sphere is approximately equal to −η_e∇L(w_t/∥w_t∥|B_t),
-with the 'effective learning rate' η_e equal to η/∥w_t∥²".
+Article (Labatie 2020, "Weight decay + scale invariance"): "the update during iteration t of the
+projection w_t/∥w_t∥ on the unit sphere is approximately equal to −η_e∇L(w_t/∥w_t∥|B_t), with the
+'effective learning rate' η_e equal to η/∥w_t∥²".
 
-Expected (sympy, ``wd_claims.theory.c06_direction_update``; docs/claims.md): with
-w' = (1−2ηλ)w − ηg and C2's ⟨g, w⟩ = 0, in the basis (u, e), e = ∇L(u|B)/G, the update is
-u' = (s, −s·p) with p = η_e·G, s = 1/√(1+p²) and the exact first-order factor
+Derivation (sympy, ``theory.c06_direction_update``; docs/claims.md): with w' = (1−2ηλ)w − ηg and
+⟨g, w⟩ = 0, u' = (s, −s·p) in the basis (u, ∇L(u|B)/G), p = η_e·G, s = 1/√(1+p²), exact factor
 η_e = η/((1−2ηλ)‖w‖²): the residual ‖u' − u + η_e∇L(u|B)‖ = √(1+p²) − 1 = p²/2 + O(p⁴). The
-article's η/‖w‖² = (1−2ηλ)·η_e is the same first-order statement with the factor a = 1−2ηλ.
+article's η/‖w‖² = a·η_e, a = 1−2ηλ, is the same statement to first order.
 
-Measurement: the engine's per-step p_t (du_pred), the residuals with the exact factor (du_resid)
-and with the article's (du_resid_article), all 3x3 kernels, every configuration of the Fig. 2 grid.
-(1) The order: per configuration and block, geometric means of p and of the residual; OLS slope of
-log residual on log p (t-interval), against the slope sympy's √(1+p²) − 1 has on the same points
-(the prediction on the design: no interval is widened). (2) The factor: the two residuals give the
-measured tangential component τ_t of u' − u along −e (R₁² − R_a² = (a−1)p(2τ − (1+a)p)), and
-f_t = τ_t/(s_t p_t) is the first-order factor in units of η/((1−2ηλ)‖w‖²): 1 for the exact
-factor, a = 1 − 2ηλ for the article's. At the grid's largest ηλ the two differ by 2ηλ.
-
-Criteria (core): the slope's t-interval contains the design's predicted slope; at the largest ηλ,
-1 ∈ the t-interval of the block means of f; the interval is narrower than the gap 1 − a (the data
-resolve the two factors). Non-core, the article's factor: a ∈ that interval (declared expected
-failure where the measured ηλ resolves them).
-
-Control: the zeroth-order prediction u' − u ≈ 0 (‖u' − u‖ = √(2 − 2cos θ_t)): first order, the
-same slope criterion must reject it.
-
-Budget: quick — 384 steps of batch 16 at width 8 on the 3×3 grid, ηλ up to 0.1; full — CIFAR-10,
-100 epochs.
+Measurement: the engine's per-step p_t and residuals with the exact and the article's factor, all
+3x3 kernels, every configuration of the Fig. 2 grid, as geometric block means; f_t = τ_t/(s_t p_t)
+(τ the tangential component of u' − u read off the two residuals): 1 for the exact factor, a for
+the article's. Criteria (core): the slope of log residual on log p is within ±0.03 of sympy's
+slope of √(1+p²) − 1 on the same p; at the largest ηλ, 1 ∈ the t-interval of f's block means, an
+interval narrower than the gap 1 − a. Non-core: a ∈ it (the article's factor; expected to miss
+where ηλ resolves the two). Control: the zeroth-order prediction u' − u ≈ 0 must miss the slope.
 """
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+from wd_claims import stats, theory
+from wd_claims.claim import Claim, Judgement, Presentation, canvas, derivation
+from wd_claims.dynamics_checks import LEVEL, block_intervals, concat_runs
+from wd_claims.series import series
+from wd_claims.verdict import Check, fmt
 
-from wd_claims import runs, setting, stats, theory  # noqa: E402
-from wd_claims.judge import Check  # noqa: E402
-from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
-
-pytestmark = pytest.mark.c06
-
-QUOTE = ("the update during iteration t of the projection w_t/∥w_t∥ on the unit sphere is "
-         "approximately equal to -η_e∇L(w_t/∥w_t∥|B_t)")
+CLAIM = Claim(
+    id="C6", title="u_{t+1} − u_t = −η_e∇L(u_t|B_t) + O(η_e²), η_e = η/((1−2ηλ)‖w‖²)",
+    quote="the update during iteration t of the projection w_t/∥w_t∥ on the unit sphere is "
+          "approximately equal to -η_e∇L(w_t/∥w_t∥|B_t)",
+    derive=theory.c06_direction_update, models=("resnet8",), shared_runs=True,
+    expected_failures=("article_factor",))
 N_BLOCKS = 8  # per configuration: the points of the regression
-LEVEL = 0.95
 ORDER_RESOLUTION = 0.03  # the order of the error term, resolved to ±0.03: enough to reject the
                          # article's factor on the same data (its residual carries a first-order
                          # term 2ηλ·p), while the geometric block means (Jensen over the spread of
@@ -62,22 +47,20 @@ def factor_series(p, r_exact, r_article, a):
     return tau * np.sqrt(1 + p**2) / p
 
 
-def measure(results) -> dict:
-    """Flat dict: per (configuration, block) geometric means p, exact, article, zeroth (K·S, NB);
-    the factor blocks f (K·S, NB); eta, lam per configuration (seeds concatenated)."""
-    out = {k: [] for k in ("p", "exact", "article", "zeroth", "f", "eta", "lam")}
-    for r in results:
+def measure(ctx, model) -> dict:
+    """Per (configuration, block) geometric means p, exact, article, zeroth (K·S, NB); the factor
+    blocks f (K·S, NB); eta, lam per configuration (seeds concatenated)."""
+    def columns(r):
         eta, lam = np.asarray(r.config.etas), np.asarray(r.config.lams)
-        p = runs.series(r, "du_pred")
-        e, a = runs.series(r, "du_resid"), runs.series(r, "du_resid_article")
-        cols = {"p": p, "exact": e, "article": a,
-                "zeroth": np.sqrt(np.clip(2 - 2 * runs.series(r, "cos_step"), 0, None))}
-        for k, v in cols.items():
-            out[k].append(np.exp(stats.block_means(np.log(v), N_BLOCKS)))
-        out["f"].append(stats.block_means(factor_series(p, e, a, 1 - 2 * eta * lam), N_BLOCKS))
-        out["eta"].append(eta)
-        out["lam"].append(lam)
-    return {k: np.concatenate(v) for k, v in out.items()}
+        p, e, a = (series(r, k) for k in ("du_pred", "du_resid", "du_resid_article"))
+        geometric = {"p": p, "exact": e, "article": a,
+                     "zeroth": np.sqrt(np.clip(2 - 2 * series(r, "cos_step"), 0, None))}
+        return {**{k: np.exp(stats.block_means(np.log(v), N_BLOCKS)) for k, v in geometric.items()},
+                "f": stats.block_means(factor_series(p, e, a, 1 - 2 * eta * lam), N_BLOCKS),
+                "eta": eta, "lam": lam}
+
+    runs = ctx.results("grid", model.name)
+    return {**concat_runs([columns(r) for r in runs]), "model": model.name}
 
 
 def order_criterion(m, which, closed):
@@ -93,81 +76,85 @@ def order_criterion(m, which, closed):
     return fit, pred, bool(pred - ORDER_RESOLUTION <= lo and hi <= pred + ORDER_RESOLUTION)
 
 
-def judge(m: dict) -> Verdict:
-    derivation = theory.c06_direction_update()
-    closed = derivation.fn("resid_exact", theory.p_e)
+def analysis(m: dict) -> dict:
+    """The three slope criteria; the factor's intervals at the grid's largest ηλ (Bonferroni over
+    its configurations and seeds), widened by FACTOR_RESOLUTION of the gap 1 − a between the
+    factors (the normalization's ε and float32 storage move f by ~1e-6)."""
+    closed = derivation(theory.c06_direction_update).fn("resid_exact", theory.p_e)
     s = m["eta"] * m["lam"]
-    fits, preds, ok = {}, {}, {}
+    a = {"closed": closed, "s": s, "fits": {}, "preds": {}, "ok": {}}
     for key in ("exact", "article", "zeroth"):
-        fits[key], preds[key], ok[key] = order_criterion(m, key, closed)
-    # the factor at the grid's largest ηλ (Bonferroni over its configurations and seeds)
-    top = np.flatnonzero(np.isclose(s, s.max()))
-    a_top = 1 - 2 * s.max()
-    level = 1 - (1 - LEVEL) / top.size
-    cis = np.array([stats.ols(m["f"][k], {}, level=level)["intercept"] for k in top])
-    # the factor's interval, widened by FACTOR_RESOLUTION of the gap between the two factors:
-    # the normalization's ε and float32 storage move f by ~1e-6, far below what tells them apart
-    delta = FACTOR_RESOLUTION * (1 - a_top)
-    exact_ok = bool(np.all((cis[:, 1] - delta <= 1) & (1 <= cis[:, 2] + delta)))
-    article_ok = bool(np.all((cis[:, 1] - delta <= a_top) & (a_top <= cis[:, 2] + delta)))
-    width = float(np.max(cis[:, 2] - cis[:, 1]))
-    resolved = width < 1 - a_top
-    slopes = {k: [round(v, 4) for v in f["log p"]] for k, f in fits.items()}
-    checks = [
-        Check("second order", ok["exact"], measured=slopes["exact"],
-              tolerance={"predicted on the design": round(preds["exact"], 4),
+        a["fits"][key], a["preds"][key], a["ok"][key] = order_criterion(m, key, closed)
+    a_top = a["a_top"] = 1 - 2 * s.max()
+    cis = a["cis"] = block_intervals(m["f"][np.flatnonzero(np.isclose(s, s.max()))])
+    delta = a["delta"] = FACTOR_RESOLUTION * (1 - a_top)
+    a["exact_ok"] = bool(np.all((cis[:, 1] - delta <= 1) & (1 <= cis[:, 2] + delta)))
+    a["article_ok"] = bool(np.all((cis[:, 1] - delta <= a_top) & (a_top <= cis[:, 2] + delta)))
+    a["width"] = float(np.max(cis[:, 2] - cis[:, 1]))
+    a["slopes"] = {k: [round(v, 4) for v in f["log p"]] for k, f in a["fits"].items()}
+    return a
+
+
+def judge(m: dict) -> Judgement:
+    a = analysis(m)
+    s, slopes, cis, a_top = a["s"], a["slopes"], a["cis"], a["a_top"]
+    resolved = a["width"] < 1 - a_top
+    return Judgement([
+        Check("second_order", "second order", a["ok"]["exact"], measured=slopes["exact"],
+              tolerance={"predicted on the design": round(a["preds"]["exact"], 4),
                          "± order resolution": ORDER_RESOLUTION},
               criterion="the 95% t-interval of the slope of log residual (exact factor) on log p "
                         f"lies within ±{ORDER_RESOLUTION} of sympy's slope of √(1+p²)−1 on the "
                         "measured p"),
-        Check("exact factor η/((1−2ηλ)‖w‖²)", exact_ok,
+        Check("exact_factor", "exact factor η/((1−2ηλ)‖w‖²)", a["exact_ok"],
               measured={"ηλ": float(s.max()), "f [low, high]": cis.round(5).tolist()},
-              tolerance=f"Bonferroni {LEVEL:.0%} t-interval over {N_BLOCKS} blocks ± {delta:.1e}",
+              tolerance=f"Bonferroni {LEVEL:.0%} t-interval over {N_BLOCKS} blocks ± "
+                        f"{a['delta']:.1e}",
               criterion="1 ∈ interval of the block means of f at the largest ηλ, widened by "
                         f"{FACTOR_RESOLUTION:.0%} of the gap 2ηλ between the factors"),
-        Check("factors resolved", resolved,
-              measured={"interval width": width}, tolerance={"gap 1 − a = 2ηλ": 1 - a_top},
+        Check("factors_resolved", "factors resolved", resolved,
+              measured={"interval width": a["width"]}, tolerance={"gap 1 − a = 2ηλ": 1 - a_top},
               criterion="the interval of f is narrower than the gap between the two factors"),
-        Check("control rejected", not ok["zeroth"], measured=slopes["zeroth"],
-              tolerance={"predicted on the design": round(preds["zeroth"], 4)},
+        Check("control_rejected", "control rejected", not a["ok"]["zeroth"],
+              measured=slopes["zeroth"],
+              tolerance={"predicted on the design": round(a["preds"]["zeroth"], 4)},
               criterion="the zeroth-order prediction misses the same slope criterion"),
-        Check("article's factor η/‖w‖²", article_ok, core=False,
+        Check("article_factor", "article's factor η/‖w‖²", a["article_ok"], core=False,
               measured={"f [low, high]": cis.round(5).tolist()},
               tolerance={"a = 1 − 2ηλ": a_top},
               criterion="a ∈ interval of the block means of f at the largest ηλ"),
-    ]
-    conditions = [Check("ηλ resolves the factors", resolved,
-                        measured={"ηλ": float(s.max()), "1/(1−2ηλ)": 1 / a_top,
-                                  "interval width": width},
-                        tolerance={"gap": 1 - a_top},
-                        criterion="at the largest ηλ the factors differ (1/(1−2ηλ) ≠ 1) by more "
-                                  "than the interval's width")]
+    ], conditions=[
+        Check("eta_lambda_resolves_factors", "ηλ resolves the factors", resolved,
+              measured={"ηλ": float(s.max()), "1/(1−2ηλ)": 1 / a_top,
+                        "interval width": a["width"]},
+              tolerance={"gap": 1 - a_top},
+              criterion="at the largest ηλ the factors differ (1/(1−2ηλ) ≠ 1) by more than the "
+                        "interval's width")])
+
+
+def present(m: dict, verdict) -> Presentation:
+    a = analysis(m)
+    s, closed, slopes, fits, a_top = a["s"], a["closed"], a["slopes"], a["fits"], a["a_top"]
     rows = ["| η | λ | ηλ | median p | residual/(√(1+p²)−1) | f (mean of blocks) | a = 1−2ηλ |",
             "|---|---|---|---|---|---|---|"]
-    for k in range(len(s)):
-        rows.append(f"| {m['eta'][k]:.3g} | {m['lam'][k]:.3g} | {s[k]:.2g} | "
-                    f"{fmt(np.median(m['p'][k]))} | "
-                    f"{fmt(np.median(m['exact'][k] / closed(m['p'][k])))} | "
-                    f"{np.mean(m['f'][k]):.5f} | {1 - 2 * s[k]:.4f} |")
-    return Verdict(
-        id="C6", title="u_{t+1} − u_t = −η_e∇L(u_t|B_t) + O(η_e²), η_e = η/((1−2ηλ)‖w‖²)",
-        quote=QUOTE,
+    rows += [f"| {m['eta'][k]:.3g} | {m['lam'][k]:.3g} | {s[k]:.2g} | "
+             f"{fmt(np.median(m['p'][k]))} | {fmt(np.median(m['exact'][k] / closed(m['p'][k])))} "
+             f"| {np.mean(m['f'][k]):.5f} | {1 - 2 * s[k]:.4f} |" for k in range(len(s))]
+    return Presentation(
         expected="residual = √(1+p²) − 1 (slope on the design); factor 1 (exact), not 1 − 2ηλ",
-        derivation=derivation.text,
-        predicted={"slope on the design": preds["exact"], "factor": 1.0,
+        predicted={"slope on the design": a["preds"]["exact"], "factor": 1.0,
                    "article's factor at the largest ηλ": a_top},
         measured={"headline": fits["exact"]["log p"][0], "slope, exact": slopes["exact"],
-                  "slope, article": slopes["article"], "f at the largest ηλ": cis.tolist(),
+                  "slope, article": slopes["article"], "f at the largest ηλ": a["cis"].tolist(),
                   "p range": [float(m["p"].min()), float(m["p"].max())]},
         tolerance={"slope": "95% t-interval", "factor": f"Bonferroni {LEVEL:.0%} t-interval"},
         tolerance_reason=f"OLS t-interval over {m['p'].size} (configuration, block) points "
                          "(wd_claims.stats.ols), compared with sympy's slope on the same points; "
                          f"factor: t-interval of {N_BLOCKS} block means per configuration",
-        checks=checks, conditions=conditions,
         control={"description": "zeroth order (u' − u ≈ 0), same points, same slope criterion",
                  "measured": slopes["zeroth"]},
         resolves=f"slopes ± {fits['exact'].halfwidth('log p'):.3f}; first-order factors "
-                 f"differing by {width:.1e} (the article's differs by {1 - a_top:.2f} at "
+                 f"differing by {a['width']:.1e} (the article's differs by {1 - a_top:.2f} at "
                  f"ηλ = {s.max():.2g})",
         tables=["\n".join(rows)],
         notes=["f is read off the two recorded residuals: R_exact² − R_article² = "
@@ -176,9 +163,9 @@ def judge(m: dict) -> Verdict:
         context={"model": str(m.get("model", "resnet8"))})
 
 
-def figure(m, suite):
-    closed = theory.c06_direction_update().fn("resid_exact", theory.p_e)
-    fig, ax = plt.subplots(figsize=(6, 4))
+def figure(m: dict, verdict):
+    closed = derivation(theory.c06_direction_update).fn("resid_exact", theory.p_e)
+    fig, ax = canvas(size=(6, 4))
     p = m["p"].ravel()
     grid = np.geomspace(p.min(), p.max(), 50)
     for key, mark in (("exact", "o"), ("article", "x"), ("zeroth", ".")):
@@ -189,19 +176,9 @@ def figure(m, suite):
            title="direction-update residual: exact factor is second order")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = save_figure(fig, suite.report_dir, f"C6-{m.get('model', 'resnet8')}.png")
-    plt.close(fig)
-    return path
+    return fig
 
 
-@pytest.mark.models("resnet8")
 def test_direction_update_error_is_second_order_in_the_effective_learning_rate(
-        suite, images, record_verdict, model_spec):
-    results = runs.results(suite, images, "grid", model_spec.name)
-    m = measure(results)
-    m["model"] = model_spec.name
-    v = judge(m)
-    v.context["data"] = images[0].name
-    v.figures = [figure(m, suite)]
-    v.setting = setting.merge([setting.of_run(r.config, images[0].name) for r in results])
-    record_verdict(v, measurements=m)
+        verify, model_spec):
+    verify(__name__, model_spec)

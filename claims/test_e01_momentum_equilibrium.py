@@ -1,194 +1,94 @@
-"""E1 — SGD with momentum under PyTorch's coupled decay: the equilibrium angle is √(2η·wd/(1+μ)).
-
-Outside the article (it treats plain SGD; docs/claims.md, E1, "Momentum is outside the article"):
-Wan et al. 2021, "Spherical Motion Dynamics", for ``torch.optim.SGD(momentum=μ, weight_decay=wd)``,
-i.e. buf ← μ·buf + g + wd·w, w ← w − η·buf, with wd = 2λ in the article's convention (λ‖w‖²).
-
-Expected (sympy, ``wd_claims.theory.e01_momentum_equilibrium``): for any gradient the inner
-products P_t = ⟨w_t, w_{t+1}⟩ obey P_t + μP_{t−1} + η⟨g_t, w_t⟩ = (1 + μ − η·wd)‖w_t‖² exactly;
-with ⟨g_t, w_t⟩ = 0 (C2) a steady state has cos θ* = 1 − η·wd/(1+μ), θ* ≈ √(2η·wd/(1+μ)).
-Where ‖w‖² still drifts by e^δ per step, cos θ = (1+μ−η·wd)/(e^{δ/2} + μe^{−δ/2}); δ is measured.
-
-Measurement: the engine (``wd_claims.train``, PyTorch's SGD) on ResNet-8 at width 8 (CPU budgets;
-the report's setting says so) or the budget's width (full), μ ∈ {0, 0.9} × two (η, λ) of the
-budget's grid (ηλ = 0.00316, 0.01); the per-step cos θ_t of all 3x3 kernels together.
-
-Criterion (core, per configuration): the block residuals log(θ_block/θ_pred(δ)) over 8 blocks of
-the last half of the run have a t-interval (Bonferroni over the configurations, family-wise 95 %)
-that contains 0 — the tolerance is that confidence interval. Core too: the update-rule identity
-above, step by step, within float32 rounding of the stored weights, 2(1+μ)u (derived in
-:func:`identity_bound`; nothing measured enters it). Controls (at μ > 0, the same criteria): the
-plain-SGD prediction arccos((1−2ηλ)e^{−δ/2}) (momentum ignored; θ too large by √(1+μ)) must miss
-the interval, and the identity read with μ = 0 must exceed its rounding bound.
-
-Budget: smoke — 96 steps; quick — 320 steps of batch 16 (stand-in data unless CIFAR-10 is
-configured); full — 4,000 steps of batch 128 at width 16. Only the scale-invariant tensors train at
-the CPU budgets (``budget.extra``, as the grid runs). No budget is excused: a miss is a FAIL.
+"""E1 — SGD with momentum μ, PyTorch's coupled decay wd = 2λ (Wan et al. 2021; outside the article,
+docs/claims.md). Sympy (``theory.e01_momentum_equilibrium``): P_t + μP_{t−1} + η⟨g_t, w_t⟩ =
+(1+μ−η·wd)‖w_t‖² for any g (P_t = ⟨w_t, w_{t+1}⟩); with ⟨g, w⟩ = 0, cos θ* = 1 − η·wd/(1+μ), and
+drifting by e^δ per step cos θ = (1+μ−η·wd)/(e^{δ/2} + μe^{−δ/2}). Measured on ResNet-8, μ ∈ {0,
+0.9} × two (η, λ). Core: 0 ∈ each block t-interval of log(θ/θ_pred(δ)) (:mod:`wd_claims.angles`);
+the identity within 2(1+μ)u. Controls (μ > 0): the plain-SGD angle, the identity read at μ = 0.
 """
 
-import functools
+import numpy as np
 
-import matplotlib
+from wd_claims import angles, claim, stats, theory
+from wd_claims.claim import Claim, Judgement, Presentation, table
+from wd_claims.config import torch_weight_decay
+from wd_claims.run_config import TrainConfig
+from wd_claims.verdict import Check, fmt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from wd_claims import runs, setting, stats, theory  # noqa: E402
-from wd_claims.config import torch_weight_decay  # noqa: E402
-from wd_claims.judge import Check  # noqa: E402
-from wd_claims.report import Verdict, fmt, save_figure  # noqa: E402
-from wd_claims.train import TrainConfig  # noqa: E402
-
-pytestmark = pytest.mark.e01
-
-QUOTE = ("(outside the article) Wan et al. 2021: with momentum μ and weight decay wd the angular "
-         "update converges to √(2η·wd/(1+μ))")
 MOMENTA = (0.0, 0.9)  # μ = 0: plain SGD, the formula's μ → 0 end (and the fault tests' data)
-STEPS = {"smoke": 96, "quick": 320, "full": 4000}
-CPU_WIDTH = 8        # CPU budgets: half-width ResNet-8 (the angle does not depend on the width)
-INIT_SCALE = 0.5     # CPU budgets start at ‖w₀‖/2, nearer the fixed points (relaxation ≲ 40 steps)
-WINDOW = 0.5         # the last half of the run
-N_BLOCKS = 8         # replicates of the window for the t-interval
-FAMILY_LEVEL = 0.95
-U32 = stats.unit_roundoff("float32")
 
 
-def pairs(budget) -> list[tuple[float, float]]:
-    """Two (η, λ) of the budget's grid at the middle η: ηλ = η·λ₀ and η·λ₁."""
-    eta = budget.etas[len(budget.etas) // 2]
-    return [(eta, budget.lams[0]), (eta, budget.lams[1])]
+def runs(budget, images, model: str) -> list[TrainConfig]:
+    """One engine run per μ, each of two (η, λ): the grid's middle η with λ₀ and λ₁."""
+    eta, lams = budget.etas[len(budget.etas) // 2], budget.lams[:2]
+    scale = budget.momentum_init_scale
+    return [TrainConfig(etas=(eta,) * len(lams), lams=lams,
+                        steps=budget.cap_steps(budget.momentum_steps),
+                        batch_size=budget.batch_size, model=model, width=budget.momentum_width,
+                        seed=budget.seeds[0], momentum=mu, augment=budget.augment,
+                        init_scales=None if scale is None else (scale,) * len(lams),
+                        freeze_non_invariant=budget.freeze_non_invariant, evaluate=False,
+                        data=images[0].name, n_train=budget.n_train) for mu in MOMENTA]
 
 
-def config(budget, mu: float, data_name: str, model: str = "resnet8") -> TrainConfig:
-    """One engine run: the two (η, λ) of :func:`pairs` with momentum μ (cached by its hash)."""
-    cpu = budget.name != "full"
-    ps = pairs(budget)
-    return TrainConfig(etas=tuple(e for e, _ in ps), lams=tuple(lam for _, lam in ps),
-                       steps=budget.cap_steps(STEPS.get(budget.name, budget.steps)),
-                       batch_size=budget.batch_size,
-                       model=model, width=CPU_WIDTH if cpu else budget.width,
-                       seed=budget.seeds[0], momentum=mu, augment=budget.augment,
-                       init_scales=(INIT_SCALE,) * len(ps) if cpu else None,
-                       freeze_non_invariant=bool(budget.extra.get("freeze_non_invariant")),
-                       evaluate=False, data=data_name, n_train=budget.n_train)
+CLAIM = Claim(
+    id="E1", title="momentum SGD (coupled wd = 2λ): θ* = arccos(1 − η·wd/(1+μ)) ≈ √(2η·wd/(1+μ))",
+    quote="(outside the article) Wan et al. 2021: with momentum μ and weight decay wd the angular "
+          "update converges to √(2η·wd/(1+μ))",
+    derive=theory.e01_momentum_equilibrium, models=("resnet8",), runs=runs,
+    sizes=("momentum_steps", "momentum_width", "momentum_init_scale"))
 
 
-runs.register("E1", lambda suite, images, model: [config(suite.budget, mu, images[0].name, model)
-                                                   for mu in MOMENTA])
-
-
-# --- measure ---------------------------------------------------------------------------------
-
-def measure(suite, images, model: str = "resnet8") -> dict:
-    """Train one engine run per μ (two (η, λ) each) and keep, per configuration (row r) and
-    step, the series of all 3x3 kernels together: cos θ_t, x_t = ‖w_t‖², ‖g_t‖, cos(g_t, w_t),
-    and cos θ_t, x_t per tensor ((R, T, P) arrays)."""
-    rows = {k: [] for k in ("mu", "eta", "lam", "cos", "x", "gnorm", "cos_gw", "cos_p", "x_p")}
-    tensors = []
-    for mu in MOMENTA:
-        r = runs.run(suite, images, config(suite.budget, mu, images[0].name, model))
-        p_all = len(r.tensors) - 1                  # the joint column (all 3x3 kernels)
-        tensors = list(r.tensors[:-1])
-        others = [r.tensors.index(t) for t in tensors]
-        for k, (eta, lam) in enumerate(zip(r.config.etas, r.config.lams, strict=True)):
-            rows["mu"].append(mu)
-            rows["eta"].append(eta)
-            rows["lam"].append(lam)
-            for key, metric in (("cos", "cos_step"), ("x", "sqnorm"), ("gnorm", "gnorm"),
-                                ("cos_gw", "cos_gw")):
-                rows[key].append(r.metrics[metric][k, :, p_all])
-            rows["cos_p"].append(r.metrics["cos_step"][k][:, others])
-            rows["x_p"].append(r.metrics["sqnorm"][k][:, others])
-    out = {k: np.asarray(v, dtype=float) for k, v in rows.items()}
-    out.update(tensors=np.asarray(tensors), model=model, data=images[0].name,
-               width=config(suite.budget, 0.0, images[0].name, model).width)
-    return out
-
-
-# --- judge -----------------------------------------------------------------------------------
-
-@functools.cache
-def derivation():
-    d = theory.e01_momentum_equilibrium()
-    if not all(d.proved.values()):
-        raise AssertionError(d.text)
-    return d
-
-
-def blocks(n_steps: int) -> list[tuple[int, int]]:
-    """N_BLOCKS consecutive [start, stop) ranges tiling the window's steps whose successor's norm
-    is recorded (the last recorded step T−1 has no ‖w_T‖, so the window ends at T − 1)."""
-    return stats.block_edges(stats.late_window(n_steps, WINDOW).start, n_steps - 1, N_BLOCKS)
-
-
-def window_drift(x) -> float:
-    """δ: the mean per-step change of log ‖w_t‖² over the window (x: (T,) ‖w_t‖²)."""
-    spans = blocks(len(x))
-    start, stop = spans[0][0], spans[-1][1]
-    return float(np.log(x[stop] / x[start]) / (stop - start))
-
-
-def angle_interval(cos, x, cos_pred, level):
-    """The criterion: (mean, low, high), the t-interval (wd_claims.stats.ols) of the block
-    residuals log(θ_block/θ_pred(δ)); θ_block = arccos of the geometric mean of cos θ_t over a
-    block, θ_pred = arccos(cos_pred(δ)) at the window's drift δ. cos, x: (T,)."""
-    theta_pred = np.arccos(cos_pred(window_drift(x)))
-    theta = [np.arccos(stats.geometric_mean(cos[s:e])) for s, e in blocks(len(cos))]
-    return stats.ols(np.log(np.array(theta) / theta_pred), {}, intercept=True,
-                     level=level)["intercept"]
-
-
-def contains_zero(ci) -> bool:
-    return bool(np.all(np.isfinite(ci)) and ci[1] <= 0 <= ci[2])
+def measure(ctx, model) -> dict:
+    """Per configuration and step, all 3x3 kernels together: cos θ_t, x_t = ‖w_t‖², ‖g_t‖,
+    cos(g_t, w_t); cos θ_t and x_t per tensor ((R, T, P) cos_p, x_p): angles.run_series."""
+    rows, configs = [], runs(ctx.budget, ctx.images, model.name)
+    for mu, config in zip(MOMENTA, configs, strict=True):
+        r = ctx.run(config)
+        rows += [dict(mu=mu, eta=eta, lam=lam, **series) for eta, lam, series
+                 in zip(r.config.etas, r.config.lams, angles.run_series(r), strict=True)]
+    return {**{k: np.asarray([row[k] for row in rows], dtype=float) for k in rows[0]},
+            "tensors": np.asarray(list(r.tensors[:-1])), "model": model.name,
+            "data": ctx.data_name, "width": configs[0].width}
 
 
 def identity_residual(m, r, mu) -> float:
-    """max over steps t ≥ 1 of |(1+μ−η·wd)X_t − P_t − μP_{t−1} − η⟨g_t, w_t⟩|/X_t in units of
-    float32's u, for row r read with momentum ``mu`` (P_t = cos θ_t·√(X_t X_{t+1}))."""
-    eta, wd = m["eta"][r], torch_weight_decay(m["lam"][r])
-    x, cos = m["x"][r], m["cos"][r]
+    """max_{t≥1} |(1+μ−η·wd)X_t − P_t − μP_{t−1} − η⟨g_t, w_t⟩|/X_t in units of float32's u, row
+    r read with momentum ``mu`` (P_t = cos θ_t·√(X_t X_{t+1}))."""
+    eta, wd, x, cos = m["eta"][r], torch_weight_decay(m["lam"][r]), m["x"][r], m["cos"][r]
     P = cos[:-1] * np.sqrt(x[:-1] * x[1:])
     gw = m["cos_gw"][r, 1:-1] * m["gnorm"][r, 1:-1] * np.sqrt(x[1:-1])
     resid = (1 + mu - eta * wd) * x[1:-1] - P[1:] - mu * P[:-1] - eta * gw
-    return float(np.nanmax(np.abs(resid) / x[1:-1])) / U32
+    return float(np.nanmax(np.abs(resid) / x[1:-1])) / stats.unit_roundoff("float32")
 
 
 def identity_bound(mu) -> float:
-    """The identity's float32 rounding bound in units of u (fixed before measuring): the stored
-    w_{t+1} and w_t each carry one rounding |δw_i| ≤ u|w_i|, entering P_t and μP_{t−1}, so by
-    Cauchy–Schwarz ≤ (1+μ)u·√(X_{t±1}/X_t); the buffer's roundings enter multiplied by η, i.e.
-    relative O(uθ) ≪ u; the float64 sums add ~n·2⁻⁵³ ≪ u. ×2 covers the norm ratio and O(uθ)."""
+    """The identity's float32 bound in units of u, fixed before measuring: one rounding ≤ u|w_i| of
+    the stored w_{t+1}, w_t enters P_t and μP_{t−1}: ≤ (1+μ)u·√(X_{t±1}/X_t) (Cauchy–Schwarz); ×2
+    covers that ratio and the buffer's roundings (× η: O(uθ) ≪ u); float64 sums add ~n·2⁻⁵³."""
     return 2 * (1 + mu)
 
 
-def judge(m: dict, derivation_=None) -> Verdict:
-    d = derivation_ or derivation()
+def analysis(m: dict, d=None) -> list[dict]:
+    """One row per configuration: the intervals, the angles, the identity residuals."""
+    d = d or claim.derivation(theory.e01_momentum_equilibrium)
     cos_drift = d.fn("cos_drift", theory.eta, theory.lam, theory.mu, theory.delta)
     theta_star = d.fn("theta_star", theory.eta, theory.lam, theory.mu)
-    n_rows = len(m["mu"])
-    level = 1 - (1 - FAMILY_LEVEL) / n_rows             # Bonferroni: family-wise 95 %
-    n_tensors = m["cos_p"].shape[2]
-    tensor_level = 1 - (1 - FAMILY_LEVEL) / (n_rows * n_tensors)
+    n_rows, n_tensors = len(m["mu"]), m["cos_p"].shape[2]
     rows = []
     for r in range(n_rows):
         mu, eta, lam = float(m["mu"][r]), float(m["eta"][r]), float(m["lam"][r])
+        cos, x, window = m["cos"][r], m["x"][r], stats.late_window(len(m["cos"][r]), angles.WINDOW)
 
-        def pred(dl, eta=eta, lam=lam, mu=mu):
-            return cos_drift(eta, lam, mu, dl)
+        def judged(cos, x, mu_read=mu, family=n_rows, eta=eta, lam=lam):  # θ_pred at mu_read
+            return angles.angle_interval(angles.geometric_angles(cos, tail=1),
+                                         lambda dl, b: cos_drift(eta, lam, mu_read, dl),
+                                         angles.window_drift(x, logged=False), family)
 
-        def ctrl(dl, eta=eta, lam=lam):
-            return cos_drift(eta, lam, 0.0, dl)      # μ ignored: C8's (1−2ηλ)e^{−δ/2}
-
-        cos, x = m["cos"][r], m["x"][r]
-        window = stats.late_window(len(cos), WINDOW)
-        ci = angle_interval(cos, x, pred, level)
-        inside = [contains_zero(angle_interval(m["cos_p"][r, :, p], m["x_p"][r, :, p], pred,
-                                               tensor_level)) for p in range(n_tensors)]
+        inside = [angles.contains_zero(judged(m["cos_p"][r, :, p], m["x_p"][r, :, p],
+                                              family=n_rows * n_tensors)) for p in range(n_tensors)]
         rows.append(dict(
-            mu=mu, eta=eta, lam=lam, ci=ci, ok=contains_zero(ci),
-            ctrl=angle_interval(cos, x, ctrl, level) if mu > 0 else None,
+            mu=mu, eta=eta, lam=lam, ci=judged(cos, x), label=f"μ={mu:g}, ηλ={eta * lam:.3g}",
+            ctrl=judged(cos, x, 0.0) if mu > 0 else None,   # μ ignored: C8's (1−2ηλ)e^{−δ/2}
             theta=float(np.arccos(stats.geometric_mean(cos[window][:-1]))),
             theta_pred=float(theta_star(eta, lam, mu)),
             theta_ctrl=float(np.arccos(1 - 2 * eta * lam)),
@@ -196,69 +96,69 @@ def judge(m: dict, derivation_=None) -> Verdict:
             identity_u=identity_residual(m, r, mu), bound=identity_bound(mu),
             identity_plain=identity_residual(m, r, 0.0) if mu > 0 else None,
             tensors_inside=sum(inside), n_tensors=n_tensors))
-    label = [f"μ={r['mu']:g}, ηλ={r['eta'] * r['lam']:.3g}" for r in rows]
-    criterion = (f"0 ∈ the {level:.4f} t-interval of mean log(θ_block/θ_pred(δ)) over {N_BLOCKS} "
-                 f"blocks of the last {WINDOW:.0%}")
-    checks = [Check(f"angle {lab}", r["ok"], measured=r["ci"][0], tolerance=list(r["ci"][1:]),
-                    criterion=criterion) for lab, r in zip(label, rows, strict=True)]
-    checks.append(Check(
-        "update-rule identity", all(r["identity_u"] <= r["bound"] for r in rows),
-        measured=[r["identity_u"] for r in rows], tolerance=[r["bound"] for r in rows],
-        criterion="max_t |(1+μ−η·wd)X_t − P_t − μP_{t−1} − η⟨g_t,w_t⟩|/X_t ≤ 2(1+μ)u "
-                  "(units of float32's u)"))
-    mom = [r for r in rows if r["mu"] > 0]
-    ctrl_angle = [not contains_zero(r["ctrl"]) and bool(np.all(np.isfinite(r["ctrl"])))
-                  for r in mom]
-    ctrl_identity = [r["identity_plain"] > identity_bound(0.0) for r in mom]
-    checks += [
-        Check("control rejected: plain-SGD angle", bool(mom) and all(ctrl_angle),
-              measured=[r["ctrl"][0] for r in mom], tolerance=[list(r["ctrl"][1:]) for r in mom],
-              criterion="the same interval, for arccos((1−2ηλ)e^{−δ/2}) (μ ignored), must miss 0 "
-                        "at every μ > 0"),
-        Check("control rejected: identity read with μ = 0", bool(mom) and all(ctrl_identity),
+    return rows
+
+
+def judge(m: dict, derivation_=None) -> Judgement:
+    rows = analysis(m, derivation_)
+    mom, num = [r for r in rows if r["mu"] > 0], angles.number_id
+    criterion = (f"0 ∈ the {angles.level(len(rows)):.4f} t-interval of mean log(θ_block/θ_pred(δ))"
+                 f" over {angles.BLOCKS_TEXT}")
+    return Judgement([
+        *[angles.zero_check(f"angle_mu_{num(r['mu'])}_eta_lambda_{num(r['eta'] * r['lam'], '.3g')}",
+                            f"angle {r['label']}", r["ci"], criterion) for r in rows],
+        Check("update_rule_identity", "update-rule identity",
+              all(r["identity_u"] <= r["bound"] for r in rows),
+              measured=[r["identity_u"] for r in rows], tolerance=[r["bound"] for r in rows],
+              criterion="max_t |(1+μ−η·wd)X_t − P_t − μP_{t−1} − η⟨g_t,w_t⟩|/X_t ≤ 2(1+μ)u "
+                        "(units of float32's u)"),
+        angles.family_check(
+            "control_rejected_plain_sgd_angle", "control rejected: plain-SGD angle",
+            bool(mom) and all(angles.excludes_zero(r["ctrl"]) for r in mom),
+            [r["ctrl"] for r in mom], "the same interval, for arccos((1−2ηλ)e^{−δ/2}) (μ "
+            "ignored), must miss 0 at every μ > 0"),
+        Check("control_rejected_identity_mu_0", "control rejected: identity read with μ = 0",
+              bool(mom) and all(r["identity_plain"] > identity_bound(0.0) for r in mom),
               measured=[r["identity_plain"] for r in mom], tolerance=identity_bound(0.0),
-              criterion="the same identity with μ = 0 must exceed its rounding bound 2u")]
-    halfwidth = max((r["ci"][2] - r["ci"][1]) / 2 for r in rows)
-    table = ["| μ | η | λ (wd = 2λ) | θ measured | arccos(1−η·wd/(1+μ)) | log(θ/θ_pred) CI | "
-             "plain SGD θ (control) | control log-ratio CI | identity /u (bound) | "
-             "tensors inside | drift log(x_T/x_s) |", "|---" * 11 + "|"]
-    table += [f"| {r['mu']:g} | {r['eta']:.3g} | {r['lam']:.3g} | {fmt(r['theta'])} | "
-              f"{fmt(r['theta_pred'])} | [{r['ci'][1]:.3f}, {r['ci'][2]:.3f}] | "
-              f"{fmt(r['theta_ctrl'])} | "
-              + (f"[{r['ctrl'][1]:.3f}, {r['ctrl'][2]:.3f}]" if r["ctrl"] is not None else "= θ*")
-              + f" | {r['identity_u']:.2g} ({r['bound']:g}) | "
-              f"{r['tensors_inside']}/{r['n_tensors']} | {r['drift']:.3f} |" for r in rows]
-    controls = [c for c in checks if c.name.startswith("control rejected")]
-    rejected = "rejected" if all(c.holds for c in controls) else "NOT rejected"
-    return Verdict(
-        id="E1", title="momentum SGD (coupled wd = 2λ): θ* = arccos(1 − η·wd/(1+μ)) ≈ "
-                       "√(2η·wd/(1+μ))", quote=QUOTE,
+              criterion="the same identity with μ = 0 must exceed its rounding bound 2u")])
+
+
+def present(m: dict, verdict) -> Presentation:
+    rows = analysis(m)
+    mom, label = [r for r in rows if r["mu"] > 0], [r["label"] for r in rows]
+    halfwidth = max(float(r["ci"].halfwidth) for r in rows)
+    head = ["μ", "η", "λ (wd = 2λ)", "θ measured", "arccos(1−η·wd/(1+μ))", "log(θ/θ_pred) CI",
+            "plain SGD θ (control)", "control log-ratio CI", "identity /u (bound)",
+            "tensors inside", "drift log(x_T/x_s)"]
+    cells = [[f"{r['mu']:g}", f"{r['eta']:.3g}", f"{r['lam']:.3g}", fmt(r["theta"]),
+              fmt(r["theta_pred"]), angles.bounds(r["ci"]), fmt(r["theta_ctrl"]),
+              angles.bounds(r["ctrl"]) if r["ctrl"] is not None else "= θ*",
+              f"{r['identity_u']:.2g} ({r['bound']:g})", f"{r['tensors_inside']}/{r['n_tensors']}",
+              f"{r['drift']:.3f}"] for r in rows]
+    return Presentation(
         expected="cos θ* = 1 − η·wd/(1+μ); drift-corrected (1+μ−η·wd)/(e^{δ/2} + μe^{−δ/2})",
-        derivation=d.text,
         predicted=dict(zip(label, [r["theta_pred"] for r in rows], strict=True)),
-        measured={"headline": max(abs(r["ci"][0]) for r in rows),
+        measured={"headline": max(abs(r["ci"].estimate) for r in rows),
                   "θ": dict(zip(label, [r["theta"] for r in rows], strict=True)),
                   "identity residual (units of u)": [r["identity_u"] for r in rows]},
-        tolerance={"log(θ/θ_pred)": [list(r["ci"][1:]) for r in rows],
+        tolerance={"log(θ/θ_pred)": [angles.span(r["ci"]) for r in rows],
                    "identity (units of u)": [r["bound"] for r in rows]},
-        tolerance_reason=f"t-interval over {N_BLOCKS} blocks of the last {WINDOW:.0%} of the run "
-                         f"of log(θ_block/θ_pred(δ)), δ the window's drift, at level {level:.4f} "
-                         f"(Bonferroni over {n_rows} configurations: family-wise "
-                         f"{FAMILY_LEVEL:.0%}); the update-rule identity (exact for any g, "
-                         "sympy): float32 rounding of the stored weights, 2(1+μ)u "
+        tolerance_reason=f"t-interval over {angles.BLOCKS_TEXT} of the run of "
+                         f"log(θ_block/θ_pred(δ)), δ the window's drift, at "
+                         f"{angles.level_text(len(rows))}; the update-rule identity (exact for "
+                         "any g, sympy): float32 rounding of the stored weights, 2(1+μ)u "
                          "(identity_bound)",
-        checks=checks,
-        control={"status": rejected,
+        control={"status": angles.controls_status(verdict),
                  "description": "plain-SGD prediction (momentum ignored, C8's drift-corrected "
                                 "(1−2ηλ)e^{−δ/2}) in the same interval; the identity read "
                                 "with μ = 0; both at every μ > 0",
-                 "measured": {"angle log-ratio CIs": [list(r["ctrl"]) for r in mom],
+                 "measured": {"angle log-ratio CIs": [list(r["ctrl"].as_tuple()) for r in mom],
                               "identity read with μ = 0 (units of u, bound 2)":
                                   [r["identity_plain"] for r in mom]}},
         resolves=f"log(θ/θ*) to ±{halfwidth:.3f} per configuration (θ within "
                  f"{np.expm1(halfwidth):.1%}; μ ignored is off by log √1.9 = 0.32 at μ = 0.9); "
                  "the identity to 2(1+μ)·6e-8 relative",
-        tables=["\n".join(table)],
+        tables=[table(head, cells)],
         notes=["PyTorch's SGD: buf ← μ·buf + g + wd·w, w ← w − η·buf, wd = 2λ "
                "(wd_claims.config.torch_weight_decay)",
                "sympy: ignoring momentum over-predicts the angle by √(1+μ) as ηλ → 0 "
@@ -275,11 +175,10 @@ def judge(m: dict, derivation_=None) -> Verdict:
                  "optimizer": "torch.optim.SGD(momentum=μ, weight_decay=2λ)"})
 
 
-def figure(m, v, report_dir):
-    d = derivation()
-    theta_star = d.fn("theta_star", theory.eta, theory.lam, theory.mu)
-    fig, ax = plt.subplots(figsize=(6.2, 3.8))
-    theta = list(v.measured["θ"].values())
+def figure(m: dict, verdict):
+    theta_star = claim.derivation(theory.e01_momentum_equilibrium).fn(
+        "theta_star", theory.eta, theory.lam, theory.mu)
+    (fig, ax), theta = claim.canvas(size=(6.2, 3.8)), list(verdict.measured["θ"].values())
     for mu, marker in zip(MOMENTA, "os", strict=True):
         sel = [i for i, x in enumerate(m["mu"]) if x == mu]
         s = [m["eta"][i] * m["lam"][i] for i in sel]
@@ -292,18 +191,8 @@ def figure(m, v, report_dir):
            title="momentum: the equilibrium angle shrinks by √(1+μ)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = save_figure(fig, report_dir, f"E1-{m['model']}.png")
-    plt.close(fig)
-    return path
+    return fig
 
 
-@pytest.mark.models("resnet8")
-def test_momentum_sgd_equilibrium_angle_is_sqrt_of_2_eta_wd_over_1_plus_mu(
-        suite, images, record_verdict, model_spec):
-    m = measure(suite, images, model_spec.name)
-    v = judge(m)
-    v.figures = [figure(m, v, suite.report_dir)]
-    v.setting = setting.merge([setting.of_run(config(suite.budget, mu, images[0].name,
-                                                     model_spec.name), images[0].name)
-                               for mu in MOMENTA])
-    record_verdict(v, measurements=m)
+def test_momentum_sgd_equilibrium_angle_is_sqrt_of_2_eta_wd_over_1_plus_mu(verify, model_spec):
+    verify(__name__, model_spec)

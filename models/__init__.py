@@ -5,6 +5,8 @@ claim can be parametrized over factories (``FACTORIES``) exactly like scikit-lea
 checks.
 """
 
+from types import MappingProxyType
+
 from wd_claims.models.resnet import ResNet8, resnet8, resnet8_without_norm
 from wd_claims.models.toys import (
     MLP,
@@ -17,19 +19,19 @@ from wd_claims.models.toys import (
 )
 
 # Factories whose every conv/linear kernel but the classifier feeds a normalization.
-FACTORIES = {
+FACTORIES = MappingProxyType({
     "resnet8": resnet8,
     "mlp_batchnorm": mlp_batchnorm,
     "mlp_layernorm": mlp_layernorm,
     "conv_groupnorm": conv_groupnorm,
-}
+})
 # The same architectures with every normalization replaced by the identity: the negative controls.
-CONTROLS = {
+CONTROLS = MappingProxyType({
     "resnet8": resnet8_without_norm,
     "mlp_batchnorm": mlp_without_norm,
     "mlp_layernorm": mlp_without_norm,
     "conv_groupnorm": conv_without_norm,
-}
+})
 
 __all__ = [
     "CONTROLS", "ConvNet", "FACTORIES", "MLP", "ResNet8", "conv_groupnorm", "conv_without_norm",

@@ -110,7 +110,7 @@ def benchmark(device: str, steps: int, k: int, cifar_root: Path, batch: int = 12
 def grid_slice(device: str, epochs: float, n_images: int) -> dict:
     """The full budget's grid for ``epochs`` epochs, timed; extrapolated to the full budget."""
     from wd_claims.config import BUDGETS
-    from wd_claims.runs import grid_config
+    from wd_claims.recipes import grid_config
     from wd_claims.train import train
 
     full = BUDGETS["full"]

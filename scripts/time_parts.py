@@ -35,7 +35,8 @@ def seconds(fn, repeat: int = 1) -> float:
 
 
 def geometry(budget) -> dict[str, float]:
-    """C1, C2, C3's measure on ResNet-8 at widths 8 and 16, the budget's probe batch."""
+    """C1, C2, C3's probe (their measure without the session) on ResNet-8 at widths 8 and 16,
+    the budget's probe batch."""
     from wd_claims.claims import (
         test_c01_scale_invariance,
         test_c02_orthogonality,
@@ -54,29 +55,27 @@ def geometry(budget) -> dict[str, float]:
         for cid, module in (("C1", test_c01_scale_invariance), ("C2", test_c02_orthogonality),
                             ("C3", test_c03_gradient_scaling)):
             out[f"{cid} measure, ResNet-8 width {width}"] = seconds(
-                lambda m=module, s=spec: m.measure(s, batch.x, batch.y, batch.name))
+                lambda m=module, s=spec: m.probe(s, batch.x, batch.y, batch.name))
     return out
 
 
 def noise(budget, cache_dir: Path | None) -> dict[str, float]:
     """C9's measure on its run (cached under ``cache_dir``, or trained here first)."""
-    from wd_claims.claims import test_c09_noise_variance as c9
-
     from wd_claims.cache import Cache
     from wd_claims.data import DeviceData, resolve
+    from wd_claims.regularization_checks import noise_run_measure, noise_runs
     from wd_claims.train import cache_fields, train
 
     train_images, test_images = resolve(None, download=False, n_train=budget.n_train,
                                         n_test=budget.n_test, require_real=False)
     data, test = DeviceData.from_images(train_images), DeviceData.from_images(test_images)
-    config = c9.run_config(budget, data.name, len(data))
+    (config,) = noise_runs(budget, (train_images, test_images), "resnet8")
     cache = Cache(cache_dir) if cache_dir is not None else None
     cached = cache is not None and cache.load(cache_fields(config, data, test, "cpu")) is not None
     trained = time.perf_counter()
     run = train(config, data, test, cache=cache, progress=False)
     trained = time.perf_counter() - trained
-    measure = seconds(lambda: c9.measure(run, data, c9.BATCH[budget.name],
-                                         c9.DRAWS[budget.name]))
+    measure = seconds(lambda: noise_run_measure(budget)(run, data))
     how = "read from the cache" if cached else "trained here"
     return {f"C9's run ({config.steps} steps, {how})": trained,
             "C9 measure (its draws at both checkpoints)": measure}

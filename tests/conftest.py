@@ -41,7 +41,7 @@ settings.load_profile(hypothesis_profile())
 
 # Modules by their measured cost, largest first (`pytest tests/ --durations=0`, one process, the
 # 2-core EPYC; seconds in docs/performance.md). The rest follow in collection order.
-HEAVIEST_FIRST = ("test_full_budget", "test_install", "test_gpu_check", "test_runs",
+HEAVIEST_FIRST = ("test_full_budget", "test_install", "test_gpu_check", "test_scheduler",
                   "test_reliability", "test_monitor", "test_plugin", "test_faults_noise_flatness")
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from wd_claims.claim import assemble
+from wd_claims.files import load_measurements
 from wd_claims.judge import decide
-from wd_claims.report import load_measurements
 
 SAMPLE = Path(__file__).resolve().parents[1] / "reports" / "sample" / "measurements"
 
@@ -34,6 +35,12 @@ def claim(module: str):
     return importlib.import_module(f"wd_claims.claims.{module}")
 
 
+def judged(module, measurements: dict, **judge_kw):
+    """The verdict claim ``module`` gives ``measurements`` (:func:`wd_claims.claim.assemble`:
+    judge and present, as a session does), undecided; ``judge_kw`` go to its ``judge``."""
+    return assemble(module, measurements, **judge_kw)
+
+
 def perturbed(measurements: dict, **changes) -> dict:
     """A deep copy of ``measurements`` with ``changes`` applied (values, or functions of the old
     value)."""
@@ -50,5 +57,5 @@ def status(verdict, budget: str = "quick") -> tuple[str, str]:
 
 
 def failed_checks(verdict) -> set[str]:
-    """Names of the checks that missed."""
-    return {c.name for c in verdict.checks if not c.holds}
+    """Ids of the checks that missed."""
+    return {c.id for c in verdict.checks if not c.holds}

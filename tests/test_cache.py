@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from wd_claims import cache as cache_module
 from wd_claims.cache import Cache, CorruptCacheWarning
 from wd_claims.data import DeviceData, standin_cifar
 from wd_claims.train import METRICS_KT, METRICS_KTP, TrainConfig, train
@@ -120,18 +119,23 @@ def test_a_process_killed_between_arrays_and_sidecar_leaves_nothing_trusted(tmp_
     assert cache.load(FIELDS) is None and not recwarn.list
 
 
-def test_fresh_ignores_entries_written_by_other_processes_but_reuses_its_own(tmp_path):
+def test_fresh_ignores_entries_the_session_did_not_write_but_reuses_its_own(tmp_path):
     assert _child(tmp_path, "cache.store(FIELDS, ARRAYS, {})").returncode == 0
+    written: set[tuple[str, str]] = set()                          # the session's own entries
     assert Cache(tmp_path).load(FIELDS) is not None
-    assert Cache(tmp_path, fresh=True).load(FIELDS) is None
-    Cache(tmp_path, fresh=True).store(FIELDS, ARRAYS, META)       # this process: the first claim
-    assert Cache(tmp_path, fresh=True).load(FIELDS)[1] == META    # a later claim reuses it
+    assert Cache(tmp_path, fresh=True, written=written).load(FIELDS) is None
+    Cache(tmp_path, fresh=True, written=written).store(FIELDS, ARRAYS, META)  # the first claim
+    assert Cache(tmp_path, fresh=True, written=written).load(FIELDS)[1] == META  # a later one
+    assert Cache(tmp_path, fresh=True).load(FIELDS) is None       # another session's: ignored
 
 
-def test_fresh_registry_is_per_folder(tmp_path):
-    Cache(tmp_path / "a").store(FIELDS, ARRAYS, META)
-    assert (str((tmp_path / "a").resolve()), Cache.key(FIELDS)) in cache_module._WRITTEN
-    assert Cache(tmp_path / "b", fresh=True).load(FIELDS) is None
+def test_fresh_trusts_an_entry_only_in_the_folder_the_session_wrote_it_to(tmp_path):
+    written: set[tuple[str, str]] = set()
+    Cache(tmp_path / "a", written=written).store(FIELDS, ARRAYS, META)
+    assert written == {(str((tmp_path / "a").resolve()), Cache.key(FIELDS))}
+    assert _child(tmp_path / "b", "cache.store(FIELDS, ARRAYS, {})").returncode == 0
+    assert Cache(tmp_path / "b").load(FIELDS) is not None          # there, written by another
+    assert Cache(tmp_path / "b", fresh=True, written=written).load(FIELDS) is None
 
 
 # --- the engine through the cache ------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Injected faults for the geometry claims C0–C3: each realistic bug must turn the verdict into a
 FAIL; the honest recorded measurements must give the recorded status (PASS).
 
-Most faults perturb the measurements the sample report recorded and feed them to the claim's
-judge again; a lost normalization is also injected into the engine itself (a small ResNet-8 whose
-second BatchNorm of one block is the identity, measured at a few images).
+Most faults perturb the measurements the sample report recorded and judge them again as a session
+would (``tests.faults.judged``); a lost normalization is also injected into the engine itself (a
+small ResNet-8 whose second BatchNorm of one block is the identity, measured at a few images).
 """
 
 import dataclasses
@@ -15,8 +15,9 @@ import torch
 from torch import nn
 from wd_claims.models import resnet8, resnet8_without_norm
 
-from tests.faults import claim, failed_checks, perturbed, recorded, status
+from tests.faults import claim, failed_checks, judged, perturbed, recorded, status
 from wd_claims.collector import measurement_name
+from wd_claims.logistic import measure_dimension
 from wd_claims.probes import ROUNDING_LAMBDA, UNIT_ROUNDOFF
 from wd_claims.zoo import MODELS, negative_control
 
@@ -30,34 +31,34 @@ C0_NAME = measurement_name("C0", "L2 logistic regression (no intercept), d = 30 
 # --- C0 -----------------------------------------------------------------------------------------
 
 def test_honest_c0_measurements_pass():
-    assert status(C0.judge(recorded(C0_NAME))) == ("pass", "")
+    assert status(judged(C0, recorded(C0_NAME))) == ("pass", "")
 
 
 def test_c0_fails_when_the_fits_regularized_with_lambda_over_1000_are_held_to_lambdas_bounds():
     m = recorded(C0_NAME)
     swapped = perturbed(m, **{f"{k}_{d}": m[f"control_{k}_{d}"] for d in m["dims"]
                               for k in ("norms", "certs", "gaps")})
-    v = C0.judge(swapped)
+    v = judged(C0, swapped)
     assert status(v)[0] == "fail"
-    assert {"norm bound d=30", "norm bound d=300"} <= failed_checks(v)
+    assert {"norm_bound_d30", "norm_bound_d300"} <= failed_checks(v)
 
 
 def test_c0_fails_when_the_norms_are_stored_in_solve_order_instead_of_lambda_order():
     # path() solves from the largest λ down; storing in that order reverses the grid.
     m = recorded(C0_NAME)
-    v = C0.judge(perturbed(m, **{f"{k}_{d}": (lambda a: a[:, ::-1]) for d in m["dims"]
+    v = judged(C0, perturbed(m, **{f"{k}_{d}": (lambda a: a[:, ::-1]) for d in m["dims"]
                                  for k in ("norms", "certs")}))
     assert status(v)[0] == "fail"
-    assert "non-increasing d=30" in failed_checks(v)
+    assert "non_increasing_d30" in failed_checks(v)
 
 
 def test_c0_fails_when_the_features_are_not_scaled_into_the_bounds_radius():
     # The engine, one split at d = 30: rows scaled to ‖x‖ ≤ 10 while the bounds assume ℓ = 1.
-    run = C0.measure_dimension(0, 1, radius=10.0)
-    v = C0.judge(perturbed(recorded(C0_NAME), **{f"{k}_30": run[k] for k in
+    run = measure_dimension(0, 1, C0.LAMS, radius=10.0)
+    v = judged(C0, perturbed(recorded(C0_NAME), **{f"{k}_30": run[k] for k in
                                                  ("norms", "certs", "gaps", "max_row_norm")}))
     assert status(v)[0] == "fail"
-    assert "‖x‖ ≤ ℓ d=30" in failed_checks(v)
+    assert "features_within_ell_d30" in failed_checks(v)
 
 
 def test_c0_gap_interval_is_the_bootstrap_interval_of_the_recorded_gaps():
@@ -74,7 +75,7 @@ def test_c0_gap_interval_is_the_bootstrap_interval_of_the_recorded_gaps():
 # --- C1 -----------------------------------------------------------------------------------------
 
 def test_honest_c1_measurements_pass():
-    assert status(C1.judge(recorded("C1-resnet8"))) == ("pass", "")
+    assert status(judged(C1, recorded("C1-resnet8"))) == ("pass", "")
 
 
 def _lose_normalization_of(m: dict, tensor: str) -> dict:
@@ -85,10 +86,10 @@ def _lose_normalization_of(m: dict, tensor: str) -> dict:
 
 
 def test_c1_fails_naming_the_kernel_whose_batchnorm_was_lost_in_the_recorded_measurement():
-    v = C1.judge(_lose_normalization_of(recorded("C1-resnet8"), "layer2.conv2.weight"))
+    v = judged(C1, _lose_normalization_of(recorded("C1-resnet8"), "layer2.conv2.weight"))
     verdict, reason = status(v)
     assert verdict == "fail"
-    assert failed_checks(v) == {"detector finds the declared tensors", "L(ρw) = L(w) in float64"}
+    assert failed_checks(v) == {"declared_set_found", "invariant_float64"}
     assert "missing=[layer2.conv2.weight]" in reason
 
 
@@ -106,25 +107,25 @@ def test_c1_fails_naming_the_kernel_when_a_block_loses_its_second_batchnorm_in_t
     model.layer2.bn2 = nn.Identity()
     x = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     y = torch.arange(8) % 10
-    v = C1.judge(C1.measure(spec, x, y, "standard normal", model=model))
+    v = judged(C1, C1.probe(spec, x, y, "standard normal", model=model))
     verdict, reason = status(v)
     assert verdict == "fail"
     assert "missing=[layer2.conv2.weight]" in reason
-    checks = {c.name: c for c in v.checks}
-    assert checks["L(ρw) = L(w) in float64"].measured["over tolerance"] == ["layer2.conv2.weight"]
+    checks = {c.id: c for c in v.checks}
+    assert checks["invariant_float64"].measured["over tolerance"] == ["layer2.conv2.weight"]
 
 
 def test_c1_fails_when_the_detector_reports_a_tensor_that_was_not_declared():
     m = recorded("C1-resnet8")
     i = list(m["names"]).index("fc.weight")
-    v = C1.judge(perturbed(m, detected=lambda a: np.where(np.arange(len(a)) == i, True, a)))
+    v = judged(C1, perturbed(m, detected=lambda a: np.where(np.arange(len(a)) == i, True, a)))
     assert status(v)[0] == "fail"
     assert "extra=[fc.weight]" in status(v)[1]
 
 
 def test_c1_tolerance_is_the_stated_rounding_bound_and_rejects_what_1e_7_accepted():
     m = recorded("C1-resnet8")
-    v = C1.judge(m)
+    v = judged(C1, m)
     # ResNet-8 runs 20 leaf modules (the empty shortcut of block 1 counted); the largest input is
     # the (batch, width, 32, 32) activation, width the stem's channels (the budget's: 8 at quick);
     # two forward passes compared.
@@ -136,21 +137,21 @@ def test_c1_tolerance_is_the_stated_rounding_bound_and_rejects_what_1e_7_accepte
     # A relative change of 1e-9 (inside the old 1e-7 threshold) is no longer invariance.
     i = list(m["names"]).index("layer1.conv1.weight")
     loose = perturbed(m, exact=lambda a: np.where(np.arange(len(a)) == i, 1e-9, a))
-    assert status(C1.judge(loose))[0] == "fail"
+    assert status(judged(C1, loose))[0] == "fail"
 
 
 def test_c1_fails_when_its_control_is_not_rejected():
     m = recorded("C1-resnet8")
-    v = C1.judge(perturbed(m, control=lambda a: np.where(np.isnan(a), a, 1e-15)))
-    assert status(v)[0] == "fail" and "control rejected" in failed_checks(v)
+    v = judged(C1, perturbed(m, control=lambda a: np.where(np.isnan(a), a, 1e-15)))
+    assert status(v)[0] == "fail" and "control_rejected" in failed_checks(v)
 
 
 def test_c1_without_an_available_control_says_so_and_its_own_verdict_stands():
-    v = C1.judge(perturbed(recorded("C1-resnet8"), control_available=False,
+    v = judged(C1, perturbed(recorded("C1-resnet8"), control_available=False,
                            control=lambda a: np.full_like(a, np.nan)))
     assert status(v) == ("pass", "")
     assert "no control available" in v.control["description"]
-    assert "control rejected" not in {c.name for c in v.checks}
+    assert "control_rejected" not in {c.id for c in v.checks}
 
 
 def test_the_automatic_control_of_a_weight_standardized_cnn_is_reported_unavailable():
@@ -168,7 +169,7 @@ def test_the_automatic_control_of_a_weight_standardized_cnn_is_reported_unavaila
 # --- C2 -----------------------------------------------------------------------------------------
 
 def test_honest_c2_measurements_pass():
-    assert status(C2.judge(recorded("C2-resnet8"))) == ("pass", "")
+    assert status(judged(C2, recorded("C2-resnet8"))) == ("pass", "")
 
 
 def _with_radial_component(cos: np.ndarray, alpha: float) -> np.ndarray:
@@ -178,18 +179,18 @@ def _with_radial_component(cos: np.ndarray, alpha: float) -> np.ndarray:
 
 def test_c2_fails_for_a_gradient_with_a_radial_component():
     m = recorded("C2-resnet8")
-    v = C2.judge(perturbed(m, cos=lambda c: _with_radial_component(c, 1e-6)))
+    v = judged(C2, perturbed(m, cos=lambda c: _with_radial_component(c, 1e-6)))
     assert status(v)[0] == "fail"
-    assert failed_checks(v) == {"cos(∇L, w) = 0 in float64"}
+    assert failed_checks(v) == {"orthogonal_float64"}
 
 
 def test_c2_resolves_a_radial_component_ten_times_its_tolerance_and_not_a_tenth():
     m = recorded("C2-resnet8")
-    tol = C2.judge(m).tolerance
+    tol = judged(C2, m).tolerance
     assert tol < 1e-10
-    assert status(C2.judge(perturbed(m, cos=lambda c: _with_radial_component(c, 10 * tol))))[0] \
+    assert status(judged(C2, perturbed(m, cos=lambda c: _with_radial_component(c, 10 * tol))))[0] \
         == "fail"
-    assert status(C2.judge(perturbed(m, cos=lambda c: _with_radial_component(c, tol / 10))))[0] \
+    assert status(judged(C2, perturbed(m, cos=lambda c: _with_radial_component(c, tol / 10))))[0] \
         == "pass"
 
 
@@ -197,13 +198,13 @@ def test_c2_fails_when_only_some_of_the_steps_lose_orthogonality():
     # A radial component only after training starts (e.g. a decay applied inside the gradient).
     m = recorded("C2-resnet8")
     late = perturbed(m, cos=lambda c: np.concatenate([c[:, :1], c[:, 1:] + 1e-4], axis=1))
-    assert status(C2.judge(late))[0] == "fail"
+    assert status(judged(C2, late))[0] == "fail"
 
 
 def test_c2_fails_when_its_control_is_not_rejected_and_says_so_when_none_exists():
     m = recorded("C2-resnet8")
-    assert status(C2.judge(perturbed(m, control_cos=lambda c: c * 0)))[0] == "fail"
-    v = C2.judge(perturbed(m, control_available=False,
+    assert status(judged(C2, perturbed(m, control_cos=lambda c: c * 0)))[0] == "fail"
+    v = judged(C2, perturbed(m, control_available=False,
                            control_cos=lambda c: np.full_like(c, np.nan)))
     assert status(v) == ("pass", "") and v.control["status"] == "no control available"
 
@@ -211,7 +212,7 @@ def test_c2_fails_when_its_control_is_not_rejected_and_says_so_when_none_exists(
 # --- C3 -----------------------------------------------------------------------------------------
 
 def test_honest_c3_measurements_pass():
-    assert status(C3.judge(recorded("C3-resnet8"))) == ("pass", "")
+    assert status(judged(C3, recorded("C3-resnet8"))) == ("pass", "")
 
 
 def test_c3_fails_for_a_gradient_scaling_as_rho_to_the_minus_0_9():
@@ -219,21 +220,20 @@ def test_c3_fails_for_a_gradient_scaling_as_rho_to_the_minus_0_9():
     rhos = m["rhos"]
     wrong = perturbed(m, norms=lambda v: v * rhos**0.1,
                       errors=lambda e: np.broadcast_to(np.abs(rhos**0.1 - 1), e.shape).copy())
-    v = C3.judge(wrong)
+    v = judged(C3, wrong)
     assert status(v)[0] == "fail"
-    assert {"ρ∇L(ρw) = ∇L(w) in float64", "log-log slope −1",
-            "unbounded as ρ → 0"} <= failed_checks(v)
+    assert {"homogeneous_float64", "loglog_slope", "unbounded_near_zero"} <= failed_checks(v)
 
 
 def test_c3_slope_check_alone_catches_a_wrong_exponent_in_the_norms():
     m = recorded("C3-resnet8")
-    v = C3.judge(perturbed(m, norms=lambda v: v * m["rhos"] ** 1e-6))
-    assert status(v)[0] == "fail" and "log-log slope −1" in failed_checks(v)
+    v = judged(C3, perturbed(m, norms=lambda v: v * m["rhos"] ** 1e-6))
+    assert status(v)[0] == "fail" and "loglog_slope" in failed_checks(v)
 
 
 def test_c3_slope_tolerance_is_the_least_squares_image_of_the_error_tolerance():
     m = recorded("C3-resnet8")
-    v = C3.judge(m)
+    v = judged(C3, m)
     lx = np.log(m["rhos"])
     c = lx - lx.mean()
     err = v.tolerance["error"]
@@ -244,4 +244,21 @@ def test_c3_slope_tolerance_is_the_least_squares_image_of_the_error_tolerance():
 
 def test_c3_fails_when_its_control_is_not_rejected():
     m = recorded("C3-resnet8")
-    assert status(C3.judge(perturbed(m, control_errors=lambda e: e * 0)))[0] == "fail"
+    assert status(judged(C3, perturbed(m, control_errors=lambda e: e * 0)))[0] == "fail"
+
+
+# --- a model the geometry claims do not apply to ------------------------------------------------
+
+def test_a_model_without_a_scale_invariant_tensor_gets_a_skip_verdict_with_the_reason():
+    m1 = recorded("C1-resnet8")
+    none = perturbed(m1, tested=lambda a: np.zeros_like(a), detected=lambda a: np.zeros_like(a),
+                     declared=False)
+    v = judged(C1, none)
+    assert v.checks == [] and v.status == "skip" and v.tables
+    assert "has no scale-invariant parameter tensor" in v.reason
+    for module in (C2, C3):
+        m = perturbed(recorded(f"{module.CLAIM.id}-resnet8"), names=np.array([], dtype=str))
+        v = judged(module, m)
+        assert v.checks == [] and v.status == "skip"
+        assert "none found by probing, none declared" in v.reason
+        assert getattr(module, "figure", lambda m, v: None)(m, v) is None

@@ -7,7 +7,8 @@ are judged again, honestly and with a realistic bug injected (tests/faults.py).
 import numpy as np
 import pytest
 
-from tests.faults import claim, perturbed, recorded, status
+from tests.faults import claim, failed_checks, judged, perturbed, recorded, status
+from wd_claims.regularization_checks import falling_rank_test, spearman_rho
 
 C9 = claim("test_c09_noise_variance")
 C10 = claim("test_c10_flatness")
@@ -23,35 +24,42 @@ def c10():
     return recorded("C10-resnet8")
 
 
+def assert_fails(module, measurements: dict, check_id: str) -> None:
+    """The claim judges ``measurements`` a FAIL, and its check ``check_id`` is among the misses."""
+    verdict = judged(module, measurements)
+    assert status(verdict)[0] == "fail", status(verdict)
+    assert check_id in failed_checks(verdict), failed_checks(verdict)
+
+
 def test_c9_honest_measurements_give_the_recorded_verdict(c9):
-    assert status(C9.judge(c9))[0] in ("pass", "xfail")
+    assert status(judged(C9, c9))[0] in ("pass", "xfail")
 
 
 def test_c9_identical_batches_counted_as_independent_fail(c9):
     # the "two" steps on the same batch at w₀: D = −2ηg(w₀, B₁), the one-step noise itself
-    assert status(C9.judge(perturbed(c9, a_two_steps_independent=c9["a_one_step_2eta"])))[0] \
-        == "fail"
+    identical = perturbed(c9, a_two_steps_independent=c9["a_one_step_2eta"])
+    assert_fails(C9, identical, "independent_ratio_2")
 
 
 def test_c9_disjoint_batches_counted_as_independent_fail(c9):
-    assert status(C9.judge(perturbed(c9, a_two_steps_independent=c9["a_two_steps_disjoint"])))[0] \
-        == "fail"
+    disjoint = perturbed(c9, a_two_steps_independent=c9["a_two_steps_disjoint"])
+    assert_fails(C9, disjoint, "independent_ratio_2")
 
 
 def test_c9_one_step_of_eta_instead_of_two_eta_fails(c9):
-    assert status(C9.judge(perturbed(c9, a_one_step_2eta=lambda a: a / 4)))[0] == "fail"
+    assert_fails(C9, perturbed(c9, a_one_step_2eta=lambda a: a / 4), "independent_ratio_2")
 
 
 def test_c9_a_factor_two_slip_in_the_one_step_variance_fails(c9):
-    assert status(C9.judge(perturbed(c9, a_one_step_2eta=lambda a: 2 * a)))[0] == "fail"
+    assert_fails(C9, perturbed(c9, a_one_step_2eta=lambda a: 2 * a), "independent_ratio_2")
 
 
 def test_c9_a_factor_two_slip_in_the_two_step_variance_fails(c9):
-    assert status(C9.judge(perturbed(c9, a_two_steps_independent=lambda a: 2 * a)))[0] == "fail"
+    assert_fails(C9, perturbed(c9, a_two_steps_independent=lambda a: 2 * a), "independent_ratio_2")
 
 
 def test_c10_honest_measurements_give_the_recorded_verdict(c10):
-    assert status(C10.judge(c10))[0] in ("pass", "xfail")
+    assert status(judged(C10, c10))[0] in ("pass", "xfail")
 
 
 def _per_seed(m, fn):
@@ -67,18 +75,18 @@ def _per_seed(m, fn):
 def test_c10_weight_decay_switched_off_gives_lambda_independent_sharpness_and_fails(c10):
     # without weight decay every λ trains the same run: one sharpness for every λ of a seed
     flat = _per_seed(c10, lambda v: np.full_like(v, v[0]))
-    assert status(C10.judge(perturbed(c10, sharpness=flat)))[0] == "fail"
+    assert_fails(C10, perturbed(c10, sharpness=flat), "sharpness_falls")
 
 
 def test_c10_sharpness_unrelated_to_lambda_fails(c10):
     # a λ-independent measurement: the same values in an order unrelated to λ
     shuffled = _per_seed(c10, lambda v: v[[1, 3, 0, 2]])
-    assert status(C10.judge(perturbed(c10, sharpness=shuffled)))[0] == "fail"
+    assert_fails(C10, perturbed(c10, sharpness=shuffled), "sharpness_falls")
 
 
 def test_c10_reversed_sharpness_ordering_fails(c10):
-    assert status(C10.judge(perturbed(c10, sharpness=_per_seed(c10, lambda v: v[::-1]))))[0] \
-        == "fail"
+    backwards = _per_seed(c10, lambda v: v[::-1])
+    assert_fails(C10, perturbed(c10, sharpness=backwards), "sharpness_falls")
 
 
 def test_c10_factor_two_weight_decay_slip_in_one_control_configuration_fails(c10):
@@ -86,7 +94,7 @@ def test_c10_factor_two_weight_decay_slip_in_one_control_configuration_fails(c10
     lam = np.array(c10["lam"], float)
     i = np.flatnonzero(~np.asarray(c10["main"], bool))[0]
     lam[i] /= 2
-    assert status(C10.judge(perturbed(c10, lam=lam)))[0] == "fail"
+    assert_fails(C10, perturbed(c10, lam=lam), "control_shares_eta_lambda")
 
 
 def test_c10_vectorized_rank_test_gives_scipys_rho_and_the_scalar_permutation_p_value():
@@ -101,11 +109,11 @@ def test_c10_vectorized_rank_test_gives_scipys_rho_and_the_scalar_permutation_p_
     for values in (rng.normal(size=8) - 10 * lams, np.round(rng.normal(size=8), 1)):
         values[0] = values[1]                                          # a tie
         batch = np.stack([values, rng.permutation(values)])
-        np.testing.assert_allclose(C10.spearman_rho(lams, batch),
+        np.testing.assert_allclose(spearman_rho(lams, batch),
                                    [st.spearmanr(lams, v).statistic for v in batch], rtol=1e-12)
         scalar = st.permutation_test((values,), lambda v: st.spearmanr(lams, v).statistic,
                                      permutation_type="pairings", alternative="less",
                                      n_resamples=999, random_state=np.random.default_rng(0))
-        assert C10.falling_rank_test(lams, values, n_resamples=999) == (
+        assert falling_rank_test(lams, values, n_resamples=999) == (
             pytest.approx(st.spearmanr(lams, values).statistic, rel=1e-12),
             pytest.approx(scalar.pvalue, rel=1e-12))

@@ -120,8 +120,7 @@ def test_pytest_in_an_unrelated_project_gets_no_folder_no_torch_and_no_git(tmp_p
     (fake_bin / "git").write_text('#!/bin/sh\necho "$PWD $*" >> "$GIT_LOG"\n')
     (fake_bin / "git").chmod(0o755)
     listings, git_calls = {}, {}
-    for label, blocked in (("without wd-claims", ["-p", "no:wd_claims", "-p",
-                                                  "no:wd_claims_suite"]), ("with it", [])):
+    for label, blocked in (("without wd-claims", ["-p", "no:wd_claims"]), ("with it", [])):
         project = _unrelated_project(tmp_path / label.replace(" ", "_"))
         log = tmp_path / f"git-{label.replace(' ', '_')}.log"
         env = _clean_env(PATH=f"{fake_bin}:{os.environ['PATH']}", GIT_LOG=str(log))

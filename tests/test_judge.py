@@ -2,8 +2,13 @@
 
 import pytest
 
-from wd_claims.judge import Check, ExpectedFailure, decide
-from wd_claims.report import Verdict
+from wd_claims.judge import decide
+from wd_claims.verdict import Check, ExpectedFailure, Verdict
+
+
+def C(check_id: str, holds: bool, **kw) -> Check:
+    """A check whose name is its id (the table refers to the id; the report shows the name)."""
+    return Check(check_id, check_id, holds, **kw)
 
 TABLE = (ExpectedFailure("C9", "sharp", "cause", "the article is approximate here",
                          budgets=("quick",)),)
@@ -14,41 +19,41 @@ def judged(*checks, conditions=(), budget="quick", table=TABLE):
 
 
 def test_every_check_holding_is_a_pass():
-    assert judged(Check("core", True), Check("sharp", True, core=False), table=()) == ("pass", "")
+    assert judged(C("core", True), C("sharp", True, core=False), table=()) == ("pass", "")
 
 
 def test_a_core_criterion_that_misses_is_a_fail_even_when_the_table_declares_it():
-    status, reason = judged(Check("core", False), table=(ExpectedFailure("C9", "core", "c", "r"),))
+    status, reason = judged(C("core", False), table=(ExpectedFailure("C9", "core", "c", "r"),))
     assert status == "fail" and "a core criterion that misses is a FAIL" in reason
 
 
 def test_a_declared_miss_with_its_measured_cause_is_an_expected_failure():
-    status, reason = judged(Check("core", True), Check("sharp", False, core=False),
-                            conditions=[Check("cause", True, measured=0.3)])
+    status, reason = judged(C("core", True), C("sharp", False, core=False),
+                            conditions=[C("cause", True, measured=0.3)])
     assert status == "xfail" and "the article is approximate here" in reason
 
 
 def test_an_undeclared_sub_statement_that_misses_is_a_fail():
-    status, _ = judged(Check("core", True), Check("other", False, core=False))
+    status, _ = judged(C("core", True), C("other", False, core=False))
     assert status == "fail"
 
 
 def test_a_declared_failure_that_does_not_occur_fails_strictly():
-    status, reason = judged(Check("core", True), Check("sharp", True, core=False),
-                            conditions=[Check("cause", True)])
+    status, reason = judged(C("core", True), C("sharp", True, core=False),
+                            conditions=[C("cause", True)])
     assert status == "fail" and "did not occur" in reason
 
 
-@pytest.mark.parametrize("conditions", [[], [Check("cause", False, measured=0.01)]])
+@pytest.mark.parametrize("conditions", [[], [C("cause", False, measured=0.01)]])
 def test_a_declared_failure_whose_cause_is_not_measured_to_hold_fails(conditions):
-    status, reason = judged(Check("core", True), Check("sharp", False, core=False),
+    status, reason = judged(C("core", True), C("sharp", False, core=False),
                             conditions=conditions)
     assert status == "fail" and "cause" in reason
 
 
 def test_a_row_applies_only_to_its_budgets():
-    status, _ = judged(Check("core", True), Check("sharp", False, core=False),
-                       conditions=[Check("cause", True)], budget="full")
+    status, _ = judged(C("core", True), C("sharp", False, core=False),
+                       conditions=[C("cause", True)], budget="full")
     assert status == "fail"
 
 
@@ -57,8 +62,8 @@ def test_a_verdict_without_checks_is_a_fail_not_a_silent_pass():
 
 
 def test_checks_survive_the_json_round_trip_of_the_report():
-    v = Verdict(id="C9", title="t", checks=[Check("core", True, measured=[1.0, 2.0])],
-                conditions=[Check("cause", False)])
+    v = Verdict(id="C9", title="t", checks=[C("core", True, measured=[1.0, 2.0])],
+                conditions=[C("cause", False)])
     back = Verdict.from_json(v.to_json())
     assert back.checks == v.checks and back.conditions == v.conditions
 

@@ -17,7 +17,8 @@ from torch.testing import assert_close
 
 from wd_claims import optimizers
 from wd_claims.invariance import NoScaleInvariantTensor
-from wd_claims.monitor import GRAM, Monitor, Records, Tracked, series
+from wd_claims.monitor import Monitor
+from wd_claims.monitor_records import GRAM, Records, Tracked, series
 from wd_claims.monitor_report import judge_tensor, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +109,7 @@ def test_each_parameter_group_is_predicted_with_its_own_learning_rate_and_decay(
     mon = Monitor(model, opt, input_shape=SHAPE)
     run(model, opt, 2)
     rec = mon.records()
-    from wd_claims.monitor import predicted_theta
+    from wd_claims.monitor_records import predicted_theta
     for t, (lr, wd) in zip(rec.tracked, [(0.1, 1e-2), (0.3, 4e-3)], strict=True):
         assert_close(predicted_theta(rec, t), np.full(2, math.acos(1 - lr * wd)))
 

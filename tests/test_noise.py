@@ -160,10 +160,10 @@ def test_the_draws_in_channels_last_agree_with_the_plain_layout_to_float32_round
     # draw_contributions lays a float32 convolutional network out as the engine does
     # (channels_last): the same draws, the same gradients but for the summation order
     from wd_claims import noise
-    from wd_claims.zoo import ZOO
+    from wd_claims.zoo import MODELS
 
     torch.manual_seed(0)
-    model = ZOO["conv_batchnorm"].build()
+    model = MODELS["conv_batchnorm"].build()
     x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
     assert noise.uses_channels_last(model, x.dtype)
     laid_out = noise.draw_contributions(model, x, y, eta=0.1, batch_size=16, draws=8, seed=3)

@@ -6,6 +6,7 @@ the claims there are a few lines each, so the whole module takes seconds.
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from wd_claims.machine import worker_gpu
 
 TINY_CLAIMS = """
 import pytest
-from wd_claims.report import Verdict
+from wd_claims.verdict import Verdict
 
 pytestmark = pytest.mark.c01
 
@@ -204,19 +205,18 @@ def test_a_bad_model_factory_fails_the_claim_naming_the_factory(pytester, run):
     assert "model factory 'broken'" in found["test_claim_on_a_user_model[broken]"]["reason"]
 
 
-def test_an_unknown_model_in_a_models_marker_names_the_zoo(pytester, run):
+def test_an_unknown_model_in_a_claims_declaration_names_the_zoo(pytester, run):
     pytester.makepyfile(test_typo="""
-import pytest
-pytestmark = pytest.mark.c01
+from wd_claims.claim import Claim
 
-@pytest.mark.models("resnet9")
+CLAIM = Claim(id="C1", title="typo", quote="", models=("resnet9",))
+
 def test_claim(model_spec):
     pass
 """)
     result, _ = run()
     assert result.ret != pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["*unknown model(s) 'resnet9' in models(...); the zoo has "
-                                 "resnet8, *"])
+    result.stdout.fnmatch_lines(["*unknown model(s) 'resnet9'; the zoo has resnet8, *"])
 
 
 # --- faults and verdict bookkeeping --------------------------------------------------------------
@@ -235,7 +235,7 @@ def test_a_failed_claim_fails_its_test_and_the_report_is_still_written(pytester,
 def test_the_report_never_calls_a_failed_test_a_pass(pytester, run):
     pytester.makepyfile(test_liar="""
 import pytest
-from wd_claims.report import Verdict
+from wd_claims.verdict import Verdict
 pytestmark = pytest.mark.c03
 
 def test_files_pass_then_fails(record_verdict):
@@ -280,7 +280,7 @@ def test_files_a_dict(record_verdict):
 """)
     result, _ = run()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*TypeError: record_verdict takes a wd_claims.report.Verdict, "
+    result.stdout.fnmatch_lines(["*TypeError: record_verdict takes a wd_claims.verdict.Verdict, "
                                  "got dict*"])
 
 
@@ -291,7 +291,7 @@ def test_xdist_workers_verdicts_end_up_in_one_report(pytester, run):
     pytester.makepyfile(test_tiny=TINY_CLAIMS, test_more="""
 import os
 import pytest
-from wd_claims.report import Verdict
+from wd_claims.verdict import Verdict
 pytestmark = pytest.mark.c02
 
 @pytest.mark.parametrize("k", range(4))
@@ -327,59 +327,67 @@ def test_thread_count_honours_the_override_then_shares_cores_among_xdist_workers
 
 ORDERED_CLAIMS = """
 import pytest
-from wd_claims import runs
-
-runs.register("C9", lambda suite, images, model: [])
 
 @pytest.mark.c04
 def test_reads_the_shared_runs():
-    pass
-
-@pytest.mark.c09
-def test_reads_its_own_runs():
     pass
 
 @pytest.mark.c01
 def test_trains_nothing():
     pass
 """
+OWN_RUNS_CLAIM = """
+from wd_claims.claim import Claim
+
+CLAIM = Claim(id="C9", title="own runs", quote="", runs=lambda budget, images, model: [])
+
+def test_reads_its_own_runs():
+    pass
+"""
 
 
 def test_on_the_cpu_the_claims_that_train_nothing_run_first_then_those_with_short_runs(pytester,
                                                                                         run):
-    # so that they run while the worker processes train (wd_claims.runs.start)
-    pytester.makepyfile(test_order=ORDERED_CLAIMS)
+    # so that they run while the worker processes train (wd_claims.scheduler.Scheduler.start)
+    pytester.makepyfile(test_order=ORDERED_CLAIMS, test_own=OWN_RUNS_CLAIM)
     result, _ = run("-v", "--device", "cpu", subprocess=True)
     result.assert_outcomes(passed=3)
     ran = [line.split("::")[1].split()[0] for line in result.outlines if "::test_" in line]
     assert ran == ["test_trains_nothing", "test_reads_its_own_runs", "test_reads_the_shared_runs"]
 
 
-WARM_CHECK = """
-from wd_claims import runs
+WARM_PROBE = """
+def pytest_collection_finish(session):
+    from wd_claims.plugin import SESSION
 
-def test_the_workers_are_up_before_the_first_test():
-    (pool,) = runs._POOL
-    assert len(pool._processes) == 2
+    claims = session.config.stash.get(SESSION, None)
+    pool = claims.scheduler._pool if claims is not None else None
+    print("WORKERS", 0 if pool is None else len(pool._processes))
 """
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the workers need two cores")
 def test_collecting_the_first_claim_module_starts_the_worker_processes(pytester, run):
-    # wd_claims.background.pytest_collect_file: they import torch while this process collects
-    claims = pytester.mkdir("claims")
-    (claims / "test_c99_warm.py").write_text(WARM_CHECK)
-    result, _ = run("--device", "cpu", str(claims), subprocess=True)
-    result.assert_outcomes(passed=1)
-    (pytester.path / "test_elsewhere.py").write_text(WARM_CHECK)   # not a claim module
-    result, _ = run("--device", "cpu", str(pytester.path / "test_elsewhere.py"), subprocess=True)
-    result.assert_outcomes(failed=1)
+    # plugin.pytest_collect_file: they import torch while this process collects; only a module
+    # of the package's claims (wd_claims.claims) does it, never a file that only looks like one
+    import wd_claims.claims
+
+    pytester.makepyfile(warm_probe=WARM_PROBE)
+    real = Path(wd_claims.claims.__file__).parent / "test_c01_scale_invariance.py"
+    result, _ = run("--device", "cpu", "--co", "-p", "warm_probe", str(real), subprocess=True)
+    result.stdout.fnmatch_lines(["WORKERS 2"])
+    lookalike = pytester.mkdir("claims") / "test_c01_lookalike.py"
+    lookalike.write_text("import pytest\n\n@pytest.mark.c01\ndef test_x(claims_session):\n"
+                         "    pass\n")
+    result, _ = run("--device", "cpu", "--co", "-p", "warm_probe", str(lookalike),
+                    subprocess=True)
+    result.stdout.fnmatch_lines(["WORKERS 0"])
 
 
 def test_no_worker_is_started_under_xdist_or_for_cuda():
     from types import SimpleNamespace
 
-    from wd_claims.background import may_train_in_background
+    from wd_claims.plugin import may_train_in_background
 
     def config(device="cpu", numprocesses=None, **extra):
         return SimpleNamespace(option=SimpleNamespace(numprocesses=numprocesses),

@@ -23,7 +23,7 @@ FINISHES_THEN_HANGS = """
 import time
 from pathlib import Path
 import pytest
-from wd_claims.report import Verdict
+from wd_claims.verdict import Verdict
 
 pytestmark = pytest.mark.c01
 
@@ -94,7 +94,7 @@ def test_an_interrupted_run_still_reports_the_claims_that_finished(tmp_path):
 
 MANY_CLAIMS = """
 import pytest
-from wd_claims.report import Verdict
+from wd_claims.verdict import Verdict
 
 pytestmark = pytest.mark.c02
 
@@ -149,7 +149,7 @@ def test_the_report_holds_no_environment_variable_and_no_home_path(pytester, mon
     pytester.makepyfile(test_private="""
 from pathlib import Path
 import pytest
-from wd_claims.report import Verdict
+from wd_claims.verdict import Verdict
 
 pytestmark = pytest.mark.c01
 

@@ -1,4 +1,4 @@
-"""The report writer: rendering, JSON, atomic files, redaction (wd_claims/report.py)."""
+"""The report writer: rendering, JSON, atomic files, redaction (render.py, files.py, verdict.py)."""
 
 import errno
 import json
@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from wd_claims import report
-from wd_claims.report import Verdict, fmt, render_markdown, write_report
+from wd_claims import files
+from wd_claims.files import write_report
+from wd_claims.render import render_markdown
+from wd_claims.verdict import Verdict, fmt
 
 SESSION = {"budget": "smoke", "device": "CPU (test)", "device_kind": "cpu",
            "started": "2020-01-01T00:00:00+00:00", "provenance": {"torch": "x"}}
@@ -95,7 +97,7 @@ def test_a_full_disk_leaves_the_previous_latest_reports_intact(tmp_path, monkeyp
     write_report([verdict(title="previous")], SESSION, tmp_path)
     before = {p.name: p.read_text() for p in tmp_path.iterdir()}
     calls = {"n": 0}
-    real_fsync = report.os.fsync
+    real_fsync = files.os.fsync
 
     def fsync_until_disk_full(fd):  # the last of the four files hits ENOSPC
         calls["n"] += 1
@@ -103,7 +105,7 @@ def test_a_full_disk_leaves_the_previous_latest_reports_intact(tmp_path, monkeyp
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(report.os, "fsync", fsync_until_disk_full)
+    monkeypatch.setattr(files.os, "fsync", fsync_until_disk_full)
     with pytest.raises(OSError, match="No space left"):
         write_report([verdict(title="new")], SESSION, tmp_path)
     after = {p.name: p.read_text() for p in tmp_path.iterdir()}
@@ -114,7 +116,7 @@ def test_redact_hides_the_home_directory_but_not_lookalike_paths(monkeypatch, tm
     home = tmp_path / "alice"
     monkeypatch.setenv("HOME", str(home))
     text = f"data in {home}/cifar and {home}, not {home}2/x"
-    assert report.redact(text) == f"data in ~/cifar and ~, not {home}2/x"
+    assert files.redact(text) == f"data in ~/cifar and ~, not {home}2/x"
 
 
 def test_a_home_directory_with_non_ascii_letters_is_hidden_from_the_json_too(monkeypatch,
@@ -135,7 +137,7 @@ def test_save_figure_writes_a_png_atomically_and_returns_its_report_path(tmp_pat
 
     fig, ax = plt.subplots()
     ax.plot([0, 1])
-    rel = report.save_figure(fig, tmp_path, "C3-toy.png")
+    rel = files.save_figure(fig, tmp_path, "C3-toy.png")
     plt.close(fig)
     assert rel == "figures/C3-toy.png"
     assert Path(tmp_path / rel).read_bytes()[:4] == b"\x89PNG"

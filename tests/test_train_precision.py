@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from wd_claims import runs, stats
+from wd_claims import recipes, stats
 from wd_claims.config import BUDGETS
 from wd_claims.data import DeviceData, standin_cifar
+from wd_claims.series import LATE, series
 from wd_claims.train import TrainConfig, train
 
 # bf16 autocast is native only with AVX-512 (bf16) on the CPU; elsewhere torch emulates it and the
@@ -40,13 +41,13 @@ def smoke_grid():
     """{precision: (etas, lams, x̄)} for the smoke budget's Fig. 2 grid (ResNet-8 width 8)."""
     budget = BUDGETS["smoke"]
     data = DeviceData.from_images(standin_cifar(budget.n_train))
-    base = runs.grid_config(budget, seed=0, data_name=data.name)
+    base = recipes.grid_config(budget, seed=0, data_name=data.name)
     out = {}
     for precision in ("float32", "bf16-autocast"):
         config = dataclasses.replace(base, precision=precision, evaluate=False)
         result = train(config, data, progress=False)
-        x = runs.series(result, "sqnorm")
-        xbar = np.nanmean(x[:, stats.late_window(x.shape[1], runs.LATE)], axis=1)
+        x = series(result, "sqnorm")
+        xbar = np.nanmean(x[:, stats.late_window(x.shape[1], LATE)], axis=1)
         out[precision] = (np.array(config.etas), np.array(config.lams), xbar)
     return out
 

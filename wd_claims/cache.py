@@ -15,9 +15,10 @@ Safety, in the order a reader meets it:
 - The sidecar holds the sha256 of the ``.npz`` bytes. A truncated or altered file (checksum, an
   unreadable archive, a malformed sidecar, or — checked by the caller — missing keys or wrong
   shapes) is reported with a :class:`CorruptCacheWarning` naming the file, deleted, and recomputed.
-- ``fresh=True`` ignores every entry this process did not write itself: within one pytest session
-  with ``--fresh``, the first claim trains and the later ones reuse its run (one process; each
-  pytest-xdist worker is a process of its own).
+- ``fresh=True`` ignores every entry not in ``written``, the entries this session wrote itself (the
+  set belongs to the caller, e.g. the session's :class:`~wd_claims.scheduler.Scheduler`, which also
+  adds the entries its worker processes wrote): within one pytest session with ``--fresh``, the
+  first claim trains and the later ones reuse its run.
 """
 
 from __future__ import annotations
@@ -34,14 +35,6 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = 1
-_WRITTEN: set[tuple[str, str]] = set()   # (folder, key) of the entries written by this process
-
-
-def mark_written(directory, key: str) -> None:
-    """Count ``key`` as written by this process (another process of this session trained it:
-    ``--fresh`` then trusts it like an entry this process stored)."""
-    _WRITTEN.add((str(Path(directory).resolve()), key))
-
 
 class CorruptCacheWarning(UserWarning):
     """A cache entry could not be trusted; it was deleted and will be recomputed."""
@@ -78,9 +71,11 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 class Cache:
     """``load(fields)`` → (arrays, meta) or None; ``store(fields, arrays, meta)``."""
 
-    def __init__(self, directory: str | os.PathLike, fresh: bool = False):
+    def __init__(self, directory: str | os.PathLike, fresh: bool = False,
+                 written: set[tuple[str, str]] | None = None):
         self.directory = Path(directory)
         self.fresh = fresh
+        self.written = set() if written is None else written   # (folder, key) this session wrote
 
     key = staticmethod(fields_key)
 
@@ -88,8 +83,12 @@ class Cache:
         """(arrays file, sidecar) of an entry."""
         return self.directory / f"{key}.npz", self.directory / f"{key}.json"
 
+    def entry(self, key: str) -> tuple[str, str]:
+        """(folder, key): how ``written`` names an entry."""
+        return (str(self.directory.resolve()), key)
+
     def _written_here(self, key: str) -> bool:
-        return (str(self.directory.resolve()), key) in _WRITTEN
+        return self.entry(key) in self.written
 
     def load(self, fields: dict) -> tuple[dict[str, np.ndarray], dict] | None:
         """The entry for ``fields``, or None when absent, uncommitted, ignored (``fresh``) or
@@ -136,7 +135,7 @@ class Cache:
                   "bytes": len(data), "fields": fields, "meta": meta,
                   "arrays": {n: [str(a.dtype), list(a.shape)] for n, a in arrays.items()}}
         _atomic_write(sidecar, json.dumps(record, indent=1, ensure_ascii=False).encode())
-        _WRITTEN.add((str(self.directory.resolve()), key))
+        self.written.add(self.entry(key))
         return key
 
     def discard(self, key: str, reason: str) -> None:

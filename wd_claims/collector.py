@@ -1,31 +1,22 @@
-"""What turns test reports into the claims report: the claim ids and their markers, the verdicts
-gathered from every test report (the controller's, under xdist), and the report written at the end.
+"""What turns test reports into the claims report: the verdicts gathered from every test report
+(the controller's, under xdist), and the report written at the end.
 
-:class:`ReportCollector` is registered by :func:`wd_claims.plugin.activate` in the process that
-writes the report (never an xdist worker).
+:class:`ReportCollector` is a field of the session that writes the report (never an xdist
+worker's); the plugin's hooks hand it the test reports. It defines no hook itself.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-from wd_claims.config import ENV_SHRINK
-from wd_claims.report import Verdict, utc_now, write_report
+from wd_claims.claim import CLAIM_IDS, marker_name
+from wd_claims.files import utc_now, write_report
+from wd_claims.verdict import Verdict
 
-if TYPE_CHECKING:
-    from wd_claims.plugin import Suite
-
-CLAIM_IDS = tuple(f"C{i}" for i in range(11)) + ("E1", "E2", "E3")
 VERDICT_KEY = "wd_claims_verdict"
-
-
-def marker_name(claim_id: str) -> str:
-    """C5 → ``c05``, E1 → ``e01`` (the ids used by ``-m`` and in module names)."""
-    return f"{claim_id[0].lower()}{int(claim_id[1:]):02d}"
 
 
 def measurement_name(claim_id: str, model: str) -> str:
@@ -62,14 +53,14 @@ class ReportCollector:
     verdict still gets a line saying why.
     """
 
-    def __init__(self, config: pytest.Config, suite: Suite):
-        self.config, self.suite = config, suite
+    def __init__(self, session):
+        self.suite = session   # a wd_claims.session.Session
         self.verdicts: dict[tuple, dict] = {}
         self.report_path: Path | None = None
         self.error: str = ""
         self.collect_errors = 0
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+    def logreport(self, report: pytest.TestReport) -> None:
         filed = {_verdict_key(report.nodeid, value): value
                  for key, value in report.user_properties if key == VERDICT_KEY}
         for key, value in filed.items():  # setup/call/teardown reports repeat them: first wins
@@ -101,7 +92,7 @@ class ReportCollector:
                     v["reason"] = (v["reason"] + " " if v["reason"] else "") + (
                         "(but the test passed: it does not assert its verdict)")
 
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+    def collectreport(self, report: pytest.CollectReport) -> None:
         """A claim module that cannot even be imported is a failed claim, not a missing line."""
         if not report.failed:
             return
@@ -124,7 +115,7 @@ class ReportCollector:
         return Verdict(id=cid, title=title, status=status, reason=reason,
                        context=self.suite.context(model=model), test=report.nodeid).to_json()
 
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+    def finish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.verdicts:
             return
         info = {"budget": self.suite.budget.name, "device": self.suite.device_name,
@@ -140,7 +131,7 @@ class ReportCollector:
                           "the previous reports are unchanged")
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
-    def pytest_terminal_summary(self, terminalreporter, exitstatus: int) -> None:
+    def summary(self, terminalreporter, exitstatus: int) -> None:
         if self.report_path is None and not self.error:
             return
         terminalreporter.write_sep("-", "weight-decay claims report")
@@ -164,10 +155,13 @@ def _incomplete(session: pytest.Session, exitstatus: int, collect_errors: int) -
     return ""
 
 
-def _budget_note(suite: Suite) -> str:
-    if "shrunk" in suite.budget.extra:
+def _budget_note(suite) -> str:
+    from wd_claims.config import ENV_SHRINK
+
+    if suite.budget.shrink is not None:
+        given = dict(suite.budget.shrink.overrides)
         return (f"The `{suite.budget.name}` budget SHRUNK FOR TESTING ({ENV_SHRINK}="
-                f"{suite.budget.extra['shrunk']}): its code path, not its statistics. No verdict "
+                f"{given}): its code path, not its statistics. No verdict "
                 "here stands for the article.")
     if suite.budget.name == "full":
         return ""

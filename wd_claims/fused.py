@@ -17,6 +17,8 @@ loop is faster (docs/performance.md, K = 9, 1 thread: 426 vs 365 model-images/s 
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -25,8 +27,9 @@ from wd_claims.metrics import Recorder
 from wd_claims.replicas import _copy_scaled, joint_label
 from wd_claims.run_config import METRICS_KTP, TrainConfig, TrainResult, build_model
 
-DEFAULT_PATH = {"cpu": "loop",    # measured: the loop 1.2–2.3× faster (docs/performance.md)
-                "cuda": "loop"}   # UNMEASURED (no GPU was lent): scripts/gpu_check.py times both
+# cpu: measured, the loop 1.2–2.3× faster (docs/performance.md); cuda: UNMEASURED (no GPU was
+# lent), scripts/gpu_check.py times both
+DEFAULT_PATH = MappingProxyType({"cpu": "loop", "cuda": "loop"})
 
 
 def run_fused(config: TrainConfig, train_data, test_data, progress: bool) -> TrainResult:
@@ -34,13 +37,17 @@ def run_fused(config: TrainConfig, train_data, test_data, progress: bool) -> Tra
     from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
     from wd_claims.metrics import Segments, step_metrics
-    from wd_claims.train import _progress, _tracked_for, batch_stream, evaluate, evaluation_sets
-    from wd_claims.zoo import MODELS
+    from wd_claims.run_parts import (
+        batch_stream,
+        evaluate,
+        evaluation_sets,
+        progress_bar,
+        tracked_for,
+    )
 
     device = train_data.x.device
     base = build_model(config)
-    invariant, kernels_3x3 = _tracked_for(MODELS[config.model], config.model, config.width,
-                                          config.seed, config.norm_eps, config.dtype)
+    invariant, kernels_3x3 = tracked_for(config)
     invariant, kernels_3x3 = list(invariant), list(kernels_3x3)
     scales = config.init_scales or (1.0,) * config.k
     copies = [_copy_scaled(base, invariant, s).to(device) for s in scales]
@@ -65,7 +72,7 @@ def run_fused(config: TrainConfig, train_data, test_data, progress: bool) -> Tra
     recorder = Recorder(config, len(invariant) + 1, device)
     checkpoints, steps = {}, set(config.checkpoints)
     flat = lambda d: torch.cat([d[n].reshape(config.k, -1) for n in invariant], 1)  # noqa: E731
-    bar = _progress(config, progress)
+    bar = progress_bar(config, progress)
     for t, (x, y) in enumerate(batch_stream(config, train_data)):
         if t in steps:
             checkpoints[t] = _states(params, buffers, config.k)

@@ -18,15 +18,15 @@ and tangential parts of the update, the effective learning rate, the prediction
 float32 cosine resolves θ only to √(2·2⁻²³) ≈ 5e-4 rad, 5 % of a typical 1e-2 rad step.
 
 The records stay on the device in a (chunk, rows, 5) buffer and reach the host once per chunk (one
-synchronization per ``chunk`` recorded steps, none per step). Verdicts, report and figure:
-:mod:`wd_claims.monitor_report`.
+synchronization per ``chunk`` recorded steps, none per step). The records and their algebra:
+:mod:`wd_claims.monitor_records`; verdicts, report and figure: :mod:`wd_claims.monitor_report`.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple
 
 import numpy as np
 import torch
@@ -34,45 +34,8 @@ from torch import nn
 
 from wd_claims import optimizers
 from wd_claims.invariance import NoScaleInvariantTensor, scale_invariant_names
-
-GRAM = ("ww", "wv", "vv", "gg", "gw")   # the recorded inner products (module docstring)
-HYPER = ("lr", "weight_decay", "momentum")
-
-
-@dataclass(frozen=True)
-class Tracked:
-    """One tracked tensor: its name, parameter group, rule, and its rows in the record."""
-
-    name: str
-    shape: tuple[int, ...]
-    group: int
-    rule: str | None          # wd_claims.optimizers.RULES entry, None: no prediction derived
-    rule_note: str            # the convention, or why the prediction is missing
-    rows: slice               # its rows (one per unit, or one) in Records.gram's second axis
-
-
-@dataclass
-class Records:
-    """Everything a monitor recorded, on the host. steps: (T,) optimizer steps (0-based);
-    gram: (T, R, 5) float64, GRAM order; hyper: (T, n_groups, 3) float64, HYPER order."""
-
-    tracked: list[Tracked]
-    steps: np.ndarray
-    gram: np.ndarray
-    hyper: np.ndarray
-    optimizer: str
-    every: int
-    units: bool
-    decoupled_weight_decay: float | None = None
-    missing_grad: dict[str, int] = field(default_factory=dict)   # name → recorded steps
-
-    def hyper_for(self, t: Tracked) -> np.ndarray:
-        """(T, 3): the tensor's group's (η, weight_decay, μ); for ``sgdw`` the weight_decay column
-        is the decoupled λ_w given to the monitor (torch's SGD has no decoupled decay)."""
-        h = self.hyper[:, t.group].copy()
-        if t.rule == "sgdw":
-            h[:, 1] = self.decoupled_weight_decay
-        return h
+from wd_claims.monitor_records import GRAM, HYPER, Records, Tracked
+from wd_claims.monitor_report import judge_records, progress_line, summary_table, write_report
 
 
 class Monitor:
@@ -215,7 +178,6 @@ class Monitor:
             # the records reach the host once per chunk: print if a multiple of ``progress``
             # was passed since the last line (at most one line per flush)
             if self.progress and len(self._steps) // self.progress > self._progress_lines:
-                from wd_claims.monitor_report import progress_line
 
                 self._progress_lines = len(self._steps) // self.progress
                 print(progress_line(self.records()), flush=True)
@@ -238,20 +200,14 @@ class Monitor:
 
     def verdicts(self, **criterion):
         """Per-tensor verdicts (:func:`wd_claims.monitor_report.judge_records`)."""
-        from wd_claims.monitor_report import judge_records
-
         return judge_records(self.records(), **criterion)
 
     def summary(self, **criterion) -> str:
         """The verdict table, for a terminal."""
-        from wd_claims.monitor_report import summary_table
-
         return summary_table(self.verdicts(**criterion))
 
     def report(self, directory, title: str = "Training-run monitor", **criterion) -> dict:
         """Writes monitor.md, monitor.json and monitor.png into ``directory``; returns the paths."""
-        from wd_claims.monitor_report import write_report
-
         return write_report(self.records(), directory, title=title, **criterion)
 
     def close(self) -> None:
@@ -265,34 +221,3 @@ class Monitor:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def series(rec: Records, t: Tracked, per_unit: bool = False) -> dict[str, np.ndarray]:
-    """The derived per-step quantities of one tracked tensor, (T,) each ((T, units) with
-    ``per_unit``): x = ‖w_t‖², grad_norm, cos_gw, theta (atan2 of the exact sine and cosine, no
-    arccos rounding), radial = ⟨Δ, ŵ⟩ and tangential = ‖Δ − ⟨Δ, ŵ⟩ŵ‖ (Δ = w_{t+1} − w_t), their
-    ratio to ‖w_t‖ (relative), the effective learning rate (``optimizers.effective_lr_kind``)."""
-    g = rec.gram[:, t.rows]                       # (T, units, 5)
-    if not per_unit:
-        g = g.sum(axis=1)                          # inner products add over units
-    ww, wv, vv, gg, gw = (g[..., k] for k in range(len(GRAM)))
-    sine = np.sqrt(np.maximum(ww * vv - wv * wv, 0.0))
-    radial = (wv - ww) / np.sqrt(ww)
-    step_sq = np.maximum(ww - 2 * wv + vv, 0.0)
-    h = rec.hyper_for(t)
-    lr = h[:, 0] if not per_unit else h[:, :1]
-    kind = optimizers.effective_lr_kind(t.rule)
-    return {"x": ww, "grad_norm": np.sqrt(gg), "cos_gw": gw / np.sqrt(gg * ww),
-            "theta": np.arctan2(sine, wv), "radial": radial,
-            "tangential": np.sqrt(np.maximum(step_sq - radial**2, 0.0)),
-            "relative_radial": radial / np.sqrt(ww),
-            "eff_lr": lr / ww if kind == "eta/|w|^2" else lr / np.sqrt(ww)}
-
-
-def predicted_theta(rec: Records, t: Tracked, rule: str | None = None) -> np.ndarray:
-    """(T,) θ* at each recorded step from the hyperparameters in force then (NaN: none)."""
-    rule = rule or t.rule
-    if rule is None:
-        return np.full(len(rec.steps), np.nan)
-    return np.array([optimizers.predicted_angle(rule, optimizers.Hyper(*row))
-                     for row in rec.hyper_for(t)])

@@ -27,22 +27,25 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
-from scipy import stats as sps
 
 from wd_claims import optimizers
-from wd_claims.monitor import Records, Tracked, predicted_theta, series
+from wd_claims.claim import t_interval
+from wd_claims.monitor_records import Records, Tracked, predicted_theta, series
 
 WINDOW, BLOCKS, TOLERANCE, LEVEL = 256, 8, 0.10, 0.95
 RADIAL_TOLERANCE = 1e-3   # median |cos(g, w)|: a fixed resolution, ≫ float32 rounding (~1e-7)
 # rule → (the wrong prediction's rule, the momentum it assumes or None: the group's own)
-CONTROL = {"sgd": ("sgd-momentum", 0.9), "sgd-momentum": ("sgd", None),
-           "sgdw": ("sgd", None), "adamw": ("sgd", None), "lion": ("adamw", 0.9)}
-CONTROL_TEXT = {"sgd": "SGD + momentum 0.9's formula", "sgd-momentum": "plain SGD's formula "
-                "(momentum ignored)", "sgdw": "coupled plain SGD's formula",
+CONTROL = MappingProxyType({
+    "sgd": ("sgd-momentum", 0.9), "sgd-momentum": ("sgd", None),
+    "sgdw": ("sgd", None), "adamw": ("sgd", None), "lion": ("adamw", 0.9)})
+CONTROL_TEXT = MappingProxyType({
+    "sgd": "SGD + momentum 0.9's formula", "sgd-momentum": "plain SGD's formula "
+    "(momentum ignored)", "sgdw": "coupled plain SGD's formula",
                 "adamw": "plain SGD's formula (β₁ and the preconditioner ignored)",
-                "lion": "AdamW's formula at β₁ = 0.9"}
+                "lion": "AdamW's formula at β₁ = 0.9"})
 
 
 @dataclass
@@ -78,10 +81,10 @@ def window_residuals(theta, pred, window: int, blocks: int) -> list[tuple[int, n
 
 
 def interval(residuals, level: float = LEVEL) -> tuple[float, float, float]:
-    """(mean, low, high): the t-interval of the mean of (n,) block residuals."""
-    r = np.asarray(residuals, float)
-    half = sps.t.ppf(0.5 + level / 2, len(r) - 1) * r.std(ddof=1) / math.sqrt(len(r))
-    return float(r.mean()), float(r.mean() - half), float(r.mean() + half)
+    """(mean, low, high): the t-interval of the mean of (n,) block residuals (the suite's one
+    block interval, :func:`wd_claims.claim.t_interval`)."""
+    ci = t_interval(residuals, level)
+    return float(ci.estimate), float(ci.low), float(ci.high)
 
 
 def inside(ci, tolerance: float) -> bool:

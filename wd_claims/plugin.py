@@ -1,286 +1,219 @@
-"""The pytest plugin: options, the ``suite`` and ``record_verdict`` fixtures, the report hook.
+"""The pytest plugin, the package's one ``pytest11`` entry point: every hook and fixture.
 
-Its parts: :mod:`wd_claims.machine` (device, threads, GPU per worker, provenance) and
-:mod:`wd_claims.collector` (claim ids, the verdicts gathered from test reports, the report).
+The machinery lives elsewhere, each part in one module: the options (:mod:`wd_claims.options`),
+the :class:`~wd_claims.session.Session` kept in ``config.stash`` (budget, device, folders,
+models, the run scheduler, the report collector), the claim interface (:mod:`wd_claims.claim`).
+The plugin is inert until used: ``pytest_configure`` only registers markers, and the session is
+opened when the command line names one of the options, in xdist sessions, or when collection
+finds a claim. An unrelated project's pytest session with the package installed pays nothing.
 
-Registered through the ``pytest11`` entry point, so ``pytest claims/`` has it once the project is
-installed. Options:
-
-``--budget {smoke,quick,full}``   how much compute (default: quick on CPU, full on CUDA)
-``--device {auto,cpu,cuda}``      where to run (auto: CUDA if available)
-``--report-dir DIR``              where reports go (default: ``reports/`` in the current folder)
-``--data-dir DIR``/``--download`` CIFAR-10 (see :mod:`wd_claims.data`)
-``--fresh``                       ignore cached training runs
-``--cache-dir DIR``               where cached training runs live (default ``.wd-cache/``)
-
-Bad input fails before any claim runs, in one line: an unknown choice is argparse's usage error
-naming the valid ones, ``--device cuda`` without CUDA and an unwritable report folder are
-:class:`pytest.UsageError`. A data folder given explicitly but unusable is named in the header
-and in the report; the claims that need it are skipped with the reason (never run on the stand-in).
-
-Several processes at once. Verdicts travel in ``item.user_properties`` (JSON-able dicts), so under
-pytest-xdist (``pytest claims/ -n 2``) the controller receives every worker's verdicts and alone
-writes one report; each worker uses ``cores // workers`` torch threads. Two separate pytest
-sessions sharing a report folder each write their own ``<time>-<device>-<budget>-<pid>.*``, and
-``latest.*`` are replaced atomically, so each is a whole report of one of them.
-
-One worker per GPU (the scale-out path): list the GPUs and start as many workers::
+Several processes at once: verdicts travel in ``item.user_properties``, so under pytest-xdist the
+controller receives every worker's verdicts and alone writes the report; each worker uses
+``cores // workers`` torch threads, and worker ``gwK`` narrows ``CUDA_VISIBLE_DEVICES`` to the
+K-th listed GPU (:func:`wd_claims.machine.worker_gpu`)::
 
     CUDA_VISIBLE_DEVICES=0,1,2,3 pytest claims/ -n 4 --device cuda --budget full
 
-Worker ``gwK`` narrows ``CUDA_VISIBLE_DEVICES`` to the K-th listed GPU (modulo their number)
-before torch touches CUDA (:func:`wd_claims.machine.worker_gpu`), so every worker has a GPU of
-its own and sees it as ``cuda:0``. Without a comma-separated ``CUDA_VISIBLE_DEVICES`` all workers
-share the default GPU. Claims are distributed per test; ``--dist loadfile`` keeps a claim's models
-on one GPU, which lets them share its cached training runs.
+On the CPU outside xdist the session's runs train in worker processes while the claims that train
+nothing run first (:class:`wd_claims.scheduler.Scheduler`; docs/design.md).
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from wd_claims.collector import (
-    CLAIM_IDS,
-    VERDICT_KEY,
-    ReportCollector,
-    claim_id,
-    marker_name,
-    measurement_name,
-)
-from wd_claims.config import BUDGETS, DEVICES, ENV_SHRINK, Budget, shrunk
-from wd_claims.machine import (
-    device_name,
-    pin_worker_gpu,
-    provenance,
-    resolve_device,
-    set_threads,
-)
-from wd_claims.report import Verdict, utc_now
+from wd_claims.claim import CLAIM_IDS, Claim, marker_name
+from wd_claims.config import usable_cores
+from wd_claims.machine import pin_worker_gpu
+from wd_claims.options import add_options, asked_for
 
-# The scheduling of the training runs (workers train while other claims run): its own module
-pytest_plugins = ["wd_claims.background"]
+if TYPE_CHECKING:
+    from wd_claims.session import Session
 
-@dataclass
-class Suite:
-    """What every claim needs to know about this session."""
-
-    budget: Budget
-    device: str                    # "cpu" or "cuda"
-    device_name: str               # human name of the processor / GPU
-    report_dir: Path
-    cache_dir: Path
-    data_dir: Path | None
-    download: bool
-    fresh: bool
-    provenance: dict = field(default_factory=dict)
-    data_note: str = ""            # what is wrong with an explicitly given data folder, if visible
-    started: str = field(default_factory=utc_now)
-
-    def context(self, **extra) -> dict:
-        """The ``context`` of a verdict: budget, device, provenance, plus claim-specific entries."""
-        ctx = {"budget": self.budget.name, "device": self.device_name, "dtype": "float32",
-               "seed": list(self.budget.seeds)}
-        ctx.update(extra)
-        ctx["provenance"] = self.provenance
-        return ctx
+# The session's module (and with it the scheduler, the engine, torch) is imported only once the
+# suite is used: an unrelated project's pytest session must not pay for it.
+SESSION = pytest.StashKey["Session"]()
+CLAIM_FIXTURES = frozenset({"claims_session", "record_verdict", "verify", "images", "probe_data",
+                  "model_spec", "run_claim"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("wd-claims", "weight-decay claims suite")
-    group.addoption("--budget", choices=tuple(BUDGETS), default=None,
-                    help="compute budget: smoke (seconds), quick (CPU default), "
-                         "full (CUDA default)")
-    group.addoption("--device", choices=DEVICES, default="auto",
-                    help="device to run on; auto picks CUDA when available")
-    group.addoption("--report-dir", default=None,
-                    help="directory for the markdown/JSON report (default: ./reports)")
-    group.addoption("--data-dir", default=None,
-                    help="folder with torchvision's CIFAR-10 (default: $WD_CLAIMS_DATA)")
-    group.addoption("--download", action="store_true", default=False,
-                    help="allow torchvision to download CIFAR-10 into the data folder")
-    group.addoption("--fresh", action="store_true", default=False,
-                    help="ignore cached training runs (they are recomputed and re-cached)")
-    group.addoption("--cache-dir", default=None,
-                    help="directory of cached training runs (default: ./.wd-cache)")
-
-
-def _check_writable(directory: Path, what: str) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise pytest.UsageError(f"{what} {directory} is not writable ({exc.strerror or exc}); "
-                                f"pass a writable directory") from exc
-
-
-def _data_note(data_dir: Path | None, download: bool) -> str:
-    """A warning for the header and the report when a data folder was given but is visibly
-    unusable ("" otherwise; the md5 check waits until the data are loaded)."""
-    from wd_claims.data import diagnose_data_dir
-
-    problem = diagnose_data_dir(data_dir) if data_dir is not None and not download else ""
-    if not problem:
-        return ""
-    return (f"the CIFAR-10 folder given is unusable ({problem}); claims that need data are "
-            "skipped, not run on the stand-in. Fix the path or add --download.")
-
-
-OPTIONS = ("--budget", "--device", "--report-dir", "--data-dir", "--download", "--fresh",
-           "--cache-dir", "--model", "--model-input")
-
-
-def _asked_for(config: pytest.Config) -> bool:
-    """Did this session ask for the suite up front: one of its options on the command line, or
-    xdist workers (the controller collects nothing, so it cannot wait to see claims)?"""
-    args = [str(a).split("=", 1)[0] for a in config.invocation_params.args]
-    return any(a in OPTIONS for a in args) or hasattr(config, "workerinput") or bool(
-        getattr(config.option, "numprocesses", None))
+    add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the markers; set the suite up now only if the session asked for it. Otherwise
-    the plugin stays inert (no torch import, no report folder, no git) until a claim is
-    collected (:func:`pytest_collection_modifyitems`): installed, it costs an unrelated
-    project's pytest nothing."""
+    """Register the markers; open the session now only if the command line asked for it."""
     pin_worker_gpu()
     for cid in CLAIM_IDS:
         config.addinivalue_line("markers", f"{marker_name(cid)}: claim {cid} (docs/claims.md)")
-    config.addinivalue_line("markers", "models(*names): the zoo models a claim applies to")
-    if _asked_for(config):
+    if asked_for(config):
         activate(config)
 
 
-CLAIM_FIXTURES = {"suite", "record_verdict", "images", "probe_data", "model_spec", "run_claim"}
+def activate(config: pytest.Config) -> Session:
+    """The session of ``config``, opened once."""
+    if SESSION not in config.stash:
+        from wd_claims.session import open_session
+
+        session = config.stash[SESSION] = open_session(config)
+        if session.collector is not None:
+            config.pluginmanager.register(_ReportHooks(config), "wd-claims-report")
+    return config.stash[SESSION]
+
+
+def _session(config: pytest.Config) -> Session | None:
+    return config.stash.get(SESSION, None)
+
+
+def claim_of(item: pytest.Item) -> Claim | None:
+    """The claim an item verifies: its module's ``CLAIM`` (or, for ``parametrize_with_claims``,
+    the claim module of its ``claim_check``)."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    module = getattr(params.get("claim_check"), "__module__", None)
+    if module is not None:
+        import sys
+
+        return getattr(sys.modules.get(module), "CLAIM", None)
+    claim = getattr(getattr(item, "module", None), "CLAIM", None)
+    return claim if isinstance(claim, Claim) else None
+
+
+def claim_id(item: pytest.Item) -> str | None:
+    claim = claim_of(item)
+    if claim is not None:
+        return claim.id
+    return next((cid for cid in CLAIM_IDS if marker_name(cid) in item.keywords), None)
 
 
 def _is_claim(item: pytest.Item) -> bool:
-    return (claim_id(item.keywords) is not None
+    return (claim_id(item) is not None
             or bool(CLAIM_FIXTURES & set(getattr(item, "fixturenames", ()))))
+
+
+def _in_claims_package(path: Path) -> bool:
+    import wd_claims.claims
+
+    return any(Path(p).resolve() == path.resolve().parent for p in wd_claims.claims.__path__)
+
+
+def trains_in_background(config: pytest.Config) -> bool:
+    """Worker processes train while other claims run: on the CPU, not under xdist."""
+    session = _session(config)
+    return (session is not None and session.device == "cpu"
+            and not hasattr(config, "workerinput")
+            and not getattr(config.option, "numprocesses", None))
+
+
+def may_train_in_background(config: pytest.Config) -> bool:
+    """What :func:`trains_in_background` will say, known before the session is open."""
+    if hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None):
+        return False
+    device = config.getoption("--device", "auto")
+    if device not in ("cpu", "auto") or usable_cores() < 2:
+        return False
+    if device == "auto":   # torch: the claim module about to be collected imports it anyway
+        import torch
+
+        return not torch.cuda.is_available()
+    return True
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> None:
+    """The first claim module of :mod:`wd_claims.claims` collected starts the worker processes:
+    they import torch and the engine (≈ 3 s each) on the core this process's collection leaves
+    idle; their jobs come when the first test starts."""
+    config = parent.config
+    if (file_path.suffix != ".py" or not file_path.name.startswith("test_")
+            or not _in_claims_package(file_path) or not may_train_in_background(config)):
+        return None
+    session = activate(config)
+    session.scheduler.warm(usable_cores())
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items) -> None:
-    if SUITE not in config.stash and any(_is_claim(item) for item in items):
+    """Open the session when a claim is collected; mark every claim's items with its marker
+    (``-m c05``), before pytest's own selection reads the markers."""
+    for item in items:
+        claim = claim_of(item)
+        if claim is not None and claim.marker not in item.keywords:
+            item.add_marker(getattr(pytest.mark, claim.marker))
+    if SESSION not in config.stash and any(_is_claim(item) for item in items):
         try:
             activate(config)
         except pytest.UsageError as exc:  # too late for argparse's path: a clean exit
             pytest.exit(f"wd-claims: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+def _stage(item: pytest.Item, session: Session) -> int:
+    """0: trains nothing; 1: reads only its own runs (the workers train them first); 2: reads
+    the shared runs (the workers' longest)."""
+    from wd_claims.recipes import SHARED_BY
+
+    cid = claim_id(item)
+    training = session.scheduler.training
+    return 0 if cid not in training else 2 if cid in SHARED_BY else 1
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Tell :mod:`wd_claims.runs` which claims this session runs (after -k/-m deselection), so
-    that it trains other claims' runs with the shared ones only when they are wanted."""
-    if SUITE in session.config.stash:
-        from wd_claims import runs
-
-        runs.SELECTED.clear()
-        runs.SELECTED.update(cid for item in session.items
-                             if (cid := claim_id(item.keywords)) is not None)
-
-
-def activate(config: pytest.Config) -> Suite:
-    """Resolve the session's device, budget, folders and provenance once, and register the
-    report writer (idempotent). Bad input is a :class:`pytest.UsageError` naming the fix."""
-    if SUITE in config.stash:
-        return config.stash[SUITE]
-    set_threads()
-    device = resolve_device(config.getoption("--device"))
-    budget_name = config.getoption("--budget") or ("full" if device == "cuda" else "quick")
-    root = Path(config.rootpath)
-    report_dir = Path(config.getoption("--report-dir") or Path.cwd() / "reports")
-    cache_dir = Path(config.getoption("--cache-dir") or Path.cwd() / ".wd-cache")
-    if not hasattr(config, "workerinput"):  # the controller checks once, before any test runs
-        _check_writable(report_dir, "report directory")
-        if config.getoption("--cache-dir"):  # the default is created lazily
-            _check_writable(cache_dir, "cache directory")
-    from wd_claims.data import data_dir_from_env, download_allowed
-
-    data_dir = data_dir_from_env(config.getoption("--data-dir"))
-    download = download_allowed(config.getoption("--download"))
-    budget = BUDGETS[budget_name]
-    if os.environ.get(ENV_SHRINK):
-        import json
-
-        try:
-            budget = shrunk(budget, json.loads(os.environ[ENV_SHRINK]))
-        except ValueError as exc:   # json's errors are ValueErrors too
-            raise pytest.UsageError(f"{ENV_SHRINK}: {exc}") from exc
-    suite = config.stash[SUITE] = Suite(
-        budget=budget, device=device, device_name=device_name(device),
-        report_dir=report_dir, cache_dir=cache_dir, data_dir=data_dir, download=download,
-        fresh=config.getoption("--fresh"), provenance=provenance(root, device),
-        data_note=_data_note(data_dir, download))
-    if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(ReportCollector(config, suite), "wd-claims-report")
-    return suite
+    """The selected claims (after -k/-m) go to the scheduler; on the CPU, the claims that train
+    nothing run first, while the workers train."""
+    claims_session = _session(session.config)
+    if claims_session is None:
+        return
+    claims_session.select({cid: claim_of(item) for item in session.items
+                           if (cid := claim_id(item)) is not None})
+    if trains_in_background(session.config):
+        session.items.sort(key=lambda item: _stage(item, claims_session))
 
 
-SUITE = pytest.StashKey[Suite]()
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``model_spec`` over the session's models: the --model ones, else those the
+    claim declares, else the zoo."""
+    if "model_spec" not in metafunc.fixturenames or "claim_check" in metafunc.fixturenames:
+        return  # (claim_check: parametrize_with_claims already chose the models)
+    from wd_claims.zoo import MODELS
+
+    session = _session(metafunc.config)
+    models = session.models if session is not None else MODELS
+    claim = getattr(metafunc.module, "CLAIM", None)
+    declared = claim.models if isinstance(claim, Claim) else None
+    names = (list(session.user_models) if session is not None and session.user_models
+             else list(declared or models))
+    unknown = [n for n in names if n not in models]
+    if unknown:  # a typo in a claim's models: say which names exist rather than KeyError
+        pytest.fail(f"{metafunc.definition.nodeid}: unknown model(s) "
+                    f"{', '.join(map(repr, unknown))}; the zoo has {', '.join(models)}",
+                    pytrace=False)
+    metafunc.parametrize("model_spec", [models[n] for n in names], ids=names)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    suite = config.stash.get(SUITE, None)
-    if suite is None:
+    session = _session(config)
+    if session is None:
         return []
-    lines = [f"wd-claims: budget {suite.budget.name}, device {suite.device_name}"]
-    if suite.data_note:
-        lines.append(f"wd-claims: WARNING: {suite.data_note}")
+    lines = [f"wd-claims: budget {session.budget.name}, device {session.device_name}"]
+    if session.data_note:
+        lines.append(f"wd-claims: WARNING: {session.data_note}")
     return lines
 
 
-@pytest.fixture(scope="session")
-def suite(pytestconfig: pytest.Config) -> Suite:
-    """The session's budget, device, data and cache settings."""
-    return activate(pytestconfig)
-
-
-def _resolve_or_skip(suite: Suite, n_train: int, n_test: int, require_real: bool):
-    """(train, test) ImageData, or :func:`pytest.skip` with the reason (see :func:`images`)."""
-    from wd_claims.data import DataUnavailable, resolve
-
-    try:
-        return resolve(suite.data_dir, download=suite.download, n_train=n_train, n_test=n_test,
-                       require_real=require_real)
-    except DataUnavailable as exc:
-        if require_real:
-            pytest.skip(f"needs CIFAR-10 at the {suite.budget.name} budget: {exc}")
-        pytest.skip(f"the CIFAR-10 folder given cannot be used, and a folder given explicitly is "
-                    f"never replaced by the stand-in: {exc}")
-
-
-@pytest.fixture(scope="session")
-def images(suite: Suite):
-    """(train, test) :class:`~wd_claims.data.ImageData` for the budget. Skips the requesting claim,
-    with the reason, when the budget needs CIFAR-10 and it cannot be had, or when a data folder
-    was given and is broken."""
-    b = suite.budget
-    return _resolve_or_skip(suite, b.n_train, b.n_test, b.needs_cifar)
-
-
-@pytest.fixture(scope="session")
-def probe_data(suite: Suite):
-    """(x, y, data name): ``budget.probe_batch`` training images (CPU, float32, normalized) for the
-    geometry probes. These hold for any input, so the stand-in serves when CIFAR-10 is absent (but
-    not when a data folder was given and is broken: then the claim is skipped with the reason)."""
-    from wd_claims.data import DeviceData
-
-    train, _ = _resolve_or_skip(suite, suite.budget.probe_batch, 0, require_real=False)
-    batch = DeviceData.from_images(train)
-    return batch.x, batch.y, batch.name
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    session = _session(item.config)
+    if session is not None:
+        session.scheduler.reap()   # the workers are done: this process gets its threads back
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function):
-    """A claim handed a model with no scale-invariant tensor (the engine raises
-    :class:`~wd_claims.invariance.NoScaleInvariantTensor`) does not apply to it: skip, with the
-    reason, rather than error."""
-    if SUITE not in pyfuncitem.config.stash:  # not a claim session: stay out of the way
+    """A claim handed a model with no scale-invariant tensor does not apply to it: skip, with
+    the reason, rather than error."""
+    if _session(pyfuncitem.config) is None:  # not a claim session: stay out of the way
         return (yield)
     from wd_claims.invariance import NoScaleInvariantTensor
 
@@ -290,61 +223,172 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
         pytest.skip(f"the claim does not apply: {exc}")
 
 
+# --- the report: the session's collector, fed by these hooks ----------------------------------
+
+def _collector(config: pytest.Config):
+    session = _session(config)
+    return session.collector if session is not None else None
+
+
+class _ReportHooks:
+    """The report hooks (their hooks get no ``config``, so they are an object's methods,
+    registered by :func:`activate` in the process that writes the report)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        collector = _collector(self.config)
+        if collector is not None:
+            collector.logreport(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        collector = _collector(self.config)
+        if collector is not None:
+            collector.collectreport(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        collector = _collector(self.config)
+        if collector is not None:
+            collector.finish(session, exitstatus)
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus: int) -> None:
+        collector = _collector(self.config)
+        if collector is not None:
+            collector.summary(terminalreporter, exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The worker pool closes with the session, used or not; an interrupted session stops its
+    workers (a run is cached whole or not at all)."""
+    session = _session(config)
+    if session is not None:
+        session.scheduler.shutdown(cancel=True)
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def claims_session(pytestconfig: pytest.Config) -> Session:
+    """The session's budget, device, data, models, scheduler and report."""
+    return activate(pytestconfig)
+
+
+def _resolve_or_skip(session: Session, n_train: int, n_test: int, require_real: bool):
+    """(train, test) ImageData, or :func:`pytest.skip` with the reason."""
+    from wd_claims.data import DataUnavailable, resolve
+
+    try:
+        return resolve(session.data_dir, download=session.download, n_train=n_train,
+                       n_test=n_test, require_real=require_real)
+    except DataUnavailable as exc:
+        if require_real:
+            pytest.skip(f"needs CIFAR-10 at the {session.budget.name} budget: {exc}")
+        pytest.skip(f"the CIFAR-10 folder given cannot be used, and a folder given explicitly is "
+                    f"never replaced by the stand-in: {exc}")
+
+
+@pytest.fixture(scope="session")
+def images(claims_session: Session):
+    """(train, test) :class:`~wd_claims.data.ImageData` for the budget. Skips the requesting claim,
+    with the reason, when the budget needs CIFAR-10 and it cannot be had, or when a data folder
+    was given and is broken."""
+    b = claims_session.budget
+    return _resolve_or_skip(claims_session, b.n_train, b.n_test, b.needs_cifar)
+
+
+@pytest.fixture(scope="session")
+def probe_data(claims_session: Session):
+    """(x, y, data name): ``budget.probe_batch`` training images (CPU, float32, normalized) for the
+    geometry probes. These hold for any input, so the stand-in serves when CIFAR-10 is absent (but
+    not when a data folder was given and is broken: then the claim is skipped with the reason)."""
+    from wd_claims.data import DeviceData
+
+    train, _ = _resolve_or_skip(claims_session, claims_session.budget.probe_batch, 0,
+                                require_real=False)
+    batch = DeviceData.from_images(train)
+    return batch.x, batch.y, batch.name
+
+
 @pytest.fixture
-def record_verdict(request: pytest.FixtureRequest, suite: Suite):
-    """``record_verdict(verdict)`` decides the verdict's status from its checks
-    (:func:`wd_claims.judge.decide`, against the declared expected failures), files it for the
-    report, and ends the test with the matching pytest outcome (:func:`wd_claims.judge.outcome`):
-    it returns only for a pass. A verdict without checks keeps the status it was given (a skip:
-    nothing was measured); a claim never sets pass, fail or xfail itself."""
-    from wd_claims.judge import decide, outcome
+def record_verdict(request: pytest.FixtureRequest, claims_session: Session):
+    """``record_verdict(verdict, measurements=None)``: decide, file, and raise the outcome
+    (:meth:`wd_claims.session.Session.record`); returns only for a pass."""
 
-    def record(verdict: Verdict, measurements: dict | None = None) -> Verdict:
-        if not isinstance(verdict, Verdict):
-            raise TypeError(f"record_verdict takes a wd_claims.report.Verdict, got "
-                            f"{type(verdict).__name__}")
-        import torch
-
-        # the threads in force while it measured (one while the workers train, wd_claims.runs):
-        # float rounding, hence a chaotic run's last digits, depends on it
-        verdict.context = {**suite.context(), **verdict.context,
-                           "torch_threads": torch.get_num_threads(),
-                           "provenance": suite.provenance}
-        if verdict.checks:
-            verdict.status, decided = decide(verdict.id, verdict.checks, verdict.conditions,
-                                             suite.budget.name, verdict.context.get("model", ""))
-            verdict.reason = decided or verdict.reason
-        verdict.test = request.node.nodeid
-        if measurements is not None:  # what the judge saw, for a reviewer and the fault tests
-            from wd_claims.report import save_measurements
-
-            verdict.measurements = save_measurements(
-                suite.report_dir, measurement_name(verdict.id, verdict.context.get("model", "")),
-                measurements)
-        request.node.user_properties.append((VERDICT_KEY, verdict.to_json()))
-        if verdict.checks:
-            outcome(verdict.status, verdict.reason)
-        return verdict
+    def record(verdict, measurements: dict | None = None):
+        return claims_session.record(verdict, request.node, measurements)
 
     return record
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize ``model_spec`` over the zoo (restricted by a ``models(...)`` marker)."""
-    if "model_spec" not in metafunc.fixturenames or "claim_check" in metafunc.fixturenames:
-        return  # (claim_check: parametrize_with_claims already chose the models)
-    from wd_claims.suite import SELECTED
-    from wd_claims.zoo import MODELS
+@pytest.fixture
+def verify(request: pytest.FixtureRequest, claims_session: Session):
+    """``verify(__name__, model_spec, **params)``: the whole life of one verdict. The claim
+    module measures (``measure(ctx, model)``), judges, presents and draws; the verdict is
+    assembled (:func:`wd_claims.claim.assemble`), given its setting and figure, decided, filed,
+    and ends the test with its outcome."""
+    from wd_claims.claim import assemble, claim_module
+    from wd_claims.collector import measurement_name
+    from wd_claims.files import save_figure
+    from wd_claims.session import Context
 
-    marker = metafunc.definition.get_closest_marker("models")
-    if SELECTED:  # --model: the user's models only
-        names = list(SELECTED)
-    else:
-        names = list(marker.args) if marker else list(MODELS)
-    unknown = [n for n in names if n not in MODELS]
-    if unknown:  # a typo in a models(...) marker: say which names exist rather than KeyError
-        pytest.fail(f"{metafunc.definition.nodeid}: unknown model(s) "
-                    f"{', '.join(map(repr, unknown))} in models(...); the zoo has "
-                    f"{', '.join(MODELS)}", pytrace=False)
-    metafunc.parametrize("model_spec", [MODELS[n] for n in names], ids=names)
+    def run(module, model_spec=None, **params):
+        module = claim_module(module)
+        ctx = Context(claims_session, request, params)
+        m = module.measure(ctx, model_spec)
+        verdict = assemble(module, m)
+        if model_spec is not None:
+            verdict.context.setdefault("model", model_spec.name)
+        if ctx.configs:   # the data its runs trained on
+            verdict.context.setdefault("data", ctx.data_name)
+        draw = getattr(module, "figure", None)
+        fig = draw(m, verdict) if draw is not None else None
+        if fig is not None:
+            import matplotlib.pyplot as plt
 
+            name = measurement_name(verdict.id, verdict.context.get("model", ""))
+            verdict.figures = [save_figure(fig, claims_session.report_dir, f"{name}.png")]
+            plt.close(fig)
+        verdict.setting = ctx.setting()
+        return claims_session.record(verdict, request.node, measurements=m)
+
+    return run
+
+
+@pytest.fixture
+def run_claim(request: pytest.FixtureRequest):
+    """``run_claim(check, model_spec)`` runs a claim test function, resolving its other fixtures
+    (``parametrize_with_claims``)."""
+    import inspect
+
+    def run(check, model_spec):
+        kwargs = {p: model_spec if p == "model_spec" else request.getfixturevalue(p)
+                  for p in inspect.signature(check).parameters}
+        return check(**kwargs)
+
+    return run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _workers_train_while_other_claims_run(request: pytest.FixtureRequest):
+    """When the session's first test starts, hand every training run its selected claims will
+    read to the worker processes; the claims that train nothing run meanwhile. At the end the
+    pool is closed; an interrupted session's workers are stopped."""
+    if not trains_in_background(request.config):   # e.g. no claim here: torch stays unimported
+        yield
+        return
+    session = request.config.stash[SESSION]
+    scheduler = session.scheduler
+    if scheduler.selected & scheduler.training:
+        models = sorted({item.callspec.params["model_spec"].name for item in request.session.items
+                         if claim_id(item) in scheduler.training
+                         and "model_spec" in getattr(getattr(item, "callspec", None), "params",
+                                                     {})})
+        try:
+            images = request.getfixturevalue("images") if models else None
+        except pytest.skip.Exception:   # the claims that need them skip with the reason
+            models = []
+        for model in models:
+            scheduler.start(images, scheduler.session_configs(images, model))
+    yield
+    scheduler.shutdown(cancel=True)

@@ -7,20 +7,21 @@ described in that module's docstring); :func:`build_model` the network both star
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 
 import numpy as np
 import torch
 from torch import nn
 
-from wd_claims.zoo import MODELS
+from wd_claims.zoo import MODELS, ModelSpec
 
 ALL_3X3 = "all 3x3 conv kernels"                 # the joint column: Fig. 2's w …
 ALL_INVARIANT = "all scale-invariant tensors"    # … or, for a model without 3x3 kernels, every
 JOINT_LABELS = (ALL_3X3, ALL_INVARIANT)          # scale-invariant tensor (and the label says so)
 METRICS_KTP = ("sqnorm", "gnorm", "cos_gw", "cos_step", "du_pred", "du_resid", "du_resid_article")
 METRICS_KT = ("loss", "accuracy")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = MappingProxyType({"float32": torch.float32, "float64": torch.float64})
 PRECISIONS = ("float32", "bf16-autocast")   # TrainConfig.precision (wd_claims.train, "Numerics")
 PATHS = ("auto", "loop", "fused")            # TrainConfig.path
 CHUNK = 64          # steps between copies of the metrics to the host (and divergence checks)
@@ -35,7 +36,7 @@ class TrainConfig:
     lams: tuple[float, ...]                    # λ of the loss term λ‖w‖², per configuration
     steps: int                                 # SGD steps per configuration
     batch_size: int = 128                      # images per step
-    model: str = "resnet8"                     # wd_claims.zoo.MODELS name
+    model: str = "resnet8"                     # wd_claims.zoo.MODELS name, or ``spec``'s
     width: int = 16                            # ResNet-8 stage-1 width (ignored by other models)
     seed: int = 0                              # initial weights, batch order, augmentation
     momentum: float = 0.0                      # μ; 0 is the article's plain SGD
@@ -61,6 +62,10 @@ class TrainConfig:
     path: str = "auto"                         # "loop" over K copies, "fused" (one vmap over the
                                                # K; wd_claims.fused), "auto": the device's measured
                                                # default (wd_claims.fused.DEFAULT_PATH)
+    spec: ModelSpec | None = field(default=None, compare=False, repr=False)
+                                               # a model outside the zoo (a --model factory,
+                                               # held by the session); not part of equality or
+                                               # the cache key, whose "factory" entry names it
 
     def __post_init__(self):
         if len(self.etas) != len(self.lams):
@@ -70,8 +75,8 @@ class TrainConfig:
         for eta, lam in zip(self.etas, self.lams, strict=True):
             if not (eta > 0 and lam >= 0 and 2 * eta * lam < 1):
                 raise ValueError(f"(η, λ) = ({eta}, {lam}) outside 0 < η, 0 ≤ λ, 2ηλ < 1")
-        if self.model not in MODELS:
-            raise ValueError(f"model {self.model!r} is not in wd_claims.zoo.MODELS: {list(MODELS)}")
+        if self.spec is not None and self.spec.name != self.model:
+            raise ValueError(f"spec {self.spec.name!r} given for model {self.model!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r}: choose one of {list(DTYPES)}")
         if self.precision not in PRECISIONS:
@@ -96,8 +101,20 @@ class TrainConfig:
     def k(self) -> int:
         return len(self.etas)
 
+    @property
+    def model_spec(self) -> ModelSpec:
+        """The spec this run builds: ``spec`` if given, else the zoo's (a session attaches a
+        --model factory's spec before training: :meth:`wd_claims.scheduler.Scheduler.with_spec`)."""
+        if self.spec is not None:
+            return self.spec
+        if self.model not in MODELS:
+            raise ValueError(f"model {self.model!r} is not in wd_claims.zoo.MODELS: {list(MODELS)}"
+                             " and the configuration carries no spec of its own")
+        return MODELS[self.model]
+
     def asdict(self) -> dict:
-        return asdict(self)
+        """The configuration as plain data (the cache key's part; ``spec`` is not data)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "spec"}
 
     def checkpoint_steps(self) -> list[int]:
         """The steps kept in ``TrainResult.checkpoints``: the requested ones and the final one."""
@@ -138,7 +155,7 @@ def build_model(config: TrainConfig) -> nn.Module:
     """The initial network shared by every configuration (before ``init_scales``): the zoo's
     factory under ``torch.manual_seed(config.seed)`` (global RNG restored), eps overridden by
     ``config.norm_eps``, cast to ``config.dtype``."""
-    spec = MODELS[config.model]
+    spec = config.model_spec
     kwargs = {"width": config.width} if config.model == "resnet8" else {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)

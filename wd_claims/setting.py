@@ -10,8 +10,10 @@ one trained.
 
 from __future__ import annotations
 
-FIG2 = {"model": "resnet8", "width": 16, "data": "CIFAR-10", "batch": 128, "steps": 39_100,
-        "momentum": 0.0}
+from types import MappingProxyType
+
+FIG2 = MappingProxyType({"model": "resnet8", "width": 16, "data": "CIFAR-10", "batch": 128,
+                         "steps": 39_100, "momentum": 0.0})
 
 
 def of_run(config, data_name: str, **extra) -> dict:

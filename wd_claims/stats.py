@@ -121,6 +121,33 @@ def block_means(a, n_blocks: int, axis=-1) -> np.ndarray:
     return np.moveaxis(out, -1, axis)
 
 
+def block_slope(blocks, n_steps: int) -> np.ndarray:
+    """(K, B) block values over a window of ``n_steps`` → (K,) least-squares slope per step
+    against the blocks' centres (a window's drift, e.g. of log G)."""
+    nb = np.shape(blocks)[-1]
+    centers = (np.arange(nb) + 0.5) * (n_steps // nb)
+    return np.polyfit(centers, np.asarray(blocks).T, 1)[0]
+
+
+def trailing_mean(a, window: int) -> np.ndarray:
+    """(T,) → (T,): the mean of ``a`` over the last ``window`` steps up to each step (fewer at the
+    start)."""
+    a = np.asarray(a, dtype=float)
+    t = np.arange(len(a))
+    start = np.maximum(0, t + 1 - window)
+    c = np.concatenate([[0.0], np.cumsum(a)])
+    return (c[t + 1] - c[start]) / (t + 1 - start)
+
+
+def settled_from(deviation, band: float, outside_allowed: float) -> int:
+    """The first step after which |deviation| ≤ band on all but ``outside_allowed`` of the later
+    steps; len(deviation) if never. deviation: (T,)."""
+    outside = (np.abs(np.asarray(deviation)) > band)
+    later = np.cumsum(outside[::-1])[::-1] / np.arange(len(outside), 0, -1)
+    ok = np.flatnonzero(later <= outside_allowed)
+    return int(ok[0]) if ok.size else len(outside)
+
+
 def log_spread(a) -> float:
     """Standard deviation of log(a) over all entries: a scale-free spread (0 for constant a)."""
     return float(np.std(np.log(np.asarray(a, dtype=float).ravel())))

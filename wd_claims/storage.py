@@ -24,7 +24,7 @@ from wd_claims.run_config import (
     TrainResult,
     build_model,
 )
-from wd_claims.zoo import MODELS, factory_identity
+from wd_claims.zoo import factory_identity
 
 # In wd_claims/. The zoo is not among them: a run's model enters its key through the identity of
 # its factory (module, qualified name, source hash; cache_fields), so registering or describing a
@@ -72,7 +72,7 @@ def cache_fields(config: TrainConfig, train_data: DeviceData, test_data: DeviceD
             "test_data": None if test_data is None else [test_data.name, len(test_data)],
             "device": torch.device(device).type, "dtype": config.dtype,
             "torch": torch.__version__, "numpy": np.__version__, "code": code_version(),
-            "factory": factory_identity(MODELS[config.model].factory)}
+            "factory": factory_identity(config.model_spec.factory)}
 
 
 def result_arrays(result: TrainResult) -> tuple[dict[str, np.ndarray], dict]:

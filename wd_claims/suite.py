@@ -1,6 +1,7 @@
 """Verify any model: the ``--model`` option, ``parametrize_with_claims`` and expected failures.
 
-Two ways in, as scikit-learn offers for estimators:
+Two ways in, as scikit-learn offers for estimators (the plugin, :mod:`wd_claims.plugin`, holds the
+hooks and fixtures; this module only the functions):
 
 1. Command line — every applicable claim on your model, same report::
 
@@ -79,17 +80,16 @@ def claim_checks(claims: Iterable[str] | None = None) -> list[tuple[str, Callabl
     wanted = {c.upper() for c in claims} if claims is not None else None
     found = []
     for info in sorted(pkgutil.iter_modules(wd_claims.claims.__path__), key=lambda i: i.name):
-        if not (info.name.startswith("test_c") or info.name.startswith("test_e")):
-            continue
-        claim_id = info.name.split("_")[1][0].upper() + str(int(info.name.split("_")[1][1:]))
-        if wanted is not None and claim_id not in wanted:
+        if not info.name.startswith("test_"):
             continue
         module = importlib.import_module(f"wd_claims.claims.{info.name}")
+        claim = getattr(module, "CLAIM", None)
+        if claim is None or wanted is not None and claim.id not in wanted:
+            continue
         for name, fn in inspect.getmembers(module, inspect.isfunction):
             if name.startswith("test_") and "model_spec" in inspect.signature(fn).parameters \
                     and fn.__module__ == module.__name__:
-                fn.claim_id = claim_id
-                found.append((claim_id, fn))
+                found.append((claim.id, fn))
     if not found:
         raise LookupError(f"no claim taking a model_spec found in {wd_claims.claims.__path__}"
                           + (f" for {sorted(wanted)}" if wanted else "")
@@ -103,7 +103,7 @@ def parametrize_with_claims(factories: dict[str, Callable], *, claims: Iterable[
 
     ``expected_failed_claims``: {model name: {claim id: reason}} → strict xfail with the reason.
     """
-    from wd_claims.collector import marker_name
+    from wd_claims.claim import marker_name
 
     expected = expected_failed_claims or {}
     params = []
@@ -119,50 +119,19 @@ def parametrize_with_claims(factories: dict[str, Callable], *, claims: Iterable[
     return pytest.mark.parametrize("model_spec, claim_check", params)
 
 
-@pytest.fixture
-def run_claim(request: pytest.FixtureRequest):
-    """``run_claim(check, model_spec)`` runs a claim test function, resolving its other fixtures."""
-
-    def run(check: Callable, model_spec: ModelSpec):
-        kwargs = {p: model_spec if p == "model_spec" else request.getfixturevalue(p)
-                  for p in inspect.signature(check).parameters}
-        return check(**kwargs)
-
-    return run
-
-
 # --- the command-line path -------------------------------------------------------------------
 
-SELECTED: list[str] = []  # names of --model specs; when non-empty, claims run on these only
-
-
-def selected_models() -> list[str]:
-    """Model names the model-parametrized claims run on: the ``--model`` ones, else the zoo."""
-    from wd_claims.zoo import MODELS
-
-    return list(SELECTED) or list(MODELS)
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("wd-claims")
-    group.addoption("--model", action="append", default=[], metavar="MODULE:FACTORY",
-                    help="run the claims on your model factory (repeatable)")
-    group.addoption("--model-input", default="3,32,32", metavar="C,H,W",
-                    help="input shape of one example for --model factories (default 3,32,32)")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    targets = config.getoption("--model")
+def user_models(targets: list[str], input_shape: str) -> dict[str, ModelSpec]:
+    """The ``--model`` factories as specs (name: the factory's attribute name), for the session
+    to hold beside the frozen zoo; :class:`pytest.UsageError` for anything it cannot load."""
     if not targets:
-        return
+        return {}
     try:
-        shape = tuple(int(v) for v in config.getoption("--model-input").split(","))
+        shape = tuple(int(v) for v in input_shape.split(","))
     except ValueError as exc:
         raise pytest.UsageError("--model-input: expected integers like 3,32,32") from exc
-    from wd_claims.zoo import MODELS
-
-    SELECTED.clear()
+    out = {}
     for target in targets:
         name = target.rpartition(":")[2]
-        MODELS[name] = as_spec(name, load_factory(target), shape)
-        SELECTED.append(name)
+        out[name] = as_spec(name, load_factory(target), shape)
+    return out

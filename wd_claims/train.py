@@ -59,17 +59,15 @@ float32/float64 (the default); C5–C8 and C10 may use it (docs/performance.md, 
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from contextlib import contextmanager
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from wd_claims.data import DeviceData, augment_drawn, augmentation_draws, epoch_indices
+from wd_claims.data import DeviceData
 from wd_claims.invariance import NoScaleInvariantTensor
 from wd_claims.metrics import Recorder, Segments, step_metrics
 from wd_claims.replicas import (
@@ -94,90 +92,19 @@ from wd_claims.run_config import (
     TrainResult,
     build_model,
 )
+from wd_claims.run_parts import (
+    batch_stream,
+    evaluate,
+    evaluation_sets,
+    progress_bar,
+    tracked_for,
+)
 from wd_claims.storage import cache_fields, code_version, result_arrays, result_from_arrays
-from wd_claims.zoo import MODELS
 
 __all__ = ["ALL_3X3", "ALL_INVARIANT", "CHUNK", "DTYPES", "EVAL_BATCH", "JOINT_LABELS",
            "METRICS_KT", "METRICS_KTP", "PRECISIONS", "TrainConfig", "TrainResult",
            "batch_stream", "build_model", "cache_fields", "code_version", "evaluate",
            "result_arrays", "result_from_arrays", "train", "tracked_tensors"]
-
-# --- data ------------------------------------------------------------------------------------
-
-def _generator(seed: int, stream: int) -> torch.Generator:
-    """A CPU generator for one random stream (1: batch order, 2: augmentation) of ``seed``;
-    distinct from the initialization's ``torch.manual_seed(seed)``."""
-    state = np.random.SeedSequence([seed, stream]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(state))
-
-
-def batch_stream(config: TrainConfig, data: DeviceData):
-    """Yields (x, y) for steps 0 … T−1, the same for every configuration and every run with this
-    seed: shuffled epochs (``wd_claims.data.epoch_indices``), augmented on the device when
-    ``config.augment``. x: (B, 3, 32, 32) in ``config.dtype``, y: (B,) int64.
-
-    No host synchronization per step: the batch order is drawn for the whole run, the
-    augmentation for CHUNK steps at a time, each moved to the device in one (pinned, non-blocking
-    on CUDA) copy."""
-    device = data.x.device
-    order = epoch_indices(len(data), config.batch_size, config.steps, _generator(config.seed, 1),
-                          device)
-    aug = _generator(config.seed, 2)
-    dtype = DTYPES[config.dtype]
-    cuda = device.type == "cuda"
-    for start in range(0, config.steps, CHUNK):
-        n = min(CHUNK, config.steps - start)
-        if config.augment:
-            shift, flip = augmentation_draws(aug, n, config.batch_size)
-            if cuda:
-                shift, flip = shift.pin_memory(), flip.pin_memory()
-            shift, flip = shift.to(device, non_blocking=cuda), flip.to(device, non_blocking=cuda)
-        for i in range(n):
-            idx = order[start + i]
-            x = data.x[idx]
-            if config.augment:
-                x = augment_drawn(x, shift[i], flip[i])
-            yield x.to(dtype), data.y[idx]
-
-
-def evaluation_sets(config: TrainConfig, train_data: DeviceData,
-                    test_data: DeviceData | None) -> dict[str, DeviceData]:
-    """{"train_eval": …, "test": …}: what the final evaluation reads, the first
-    ``config.eval_images`` images of each set when that is set (0: all)."""
-    n = config.eval_images
-
-    def head(data: DeviceData) -> DeviceData:
-        return data if not n or n >= len(data) else DeviceData(data.x[:n], data.y[:n],
-                                                                data.name, data.real)
-
-    sets = {"train_eval": head(train_data)}
-    if test_data is not None:
-        sets["test"] = head(test_data)
-    return sets
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: DeviceData, channels_last: bool = False,
-             precision: str = "float32") -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` on ``data``, BN in eval mode; mode restored.
-    ``precision``: as ``TrainConfig.precision`` (the forward pass under bf16 autocast or not)."""
-    was_training = model.training
-    model.eval()
-    dtype = next(model.parameters()).dtype
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    loss = torch.zeros((), dtype=torch.float64, device=data.x.device)
-    correct = torch.zeros((), dtype=torch.long, device=data.x.device)
-    for i in range(0, len(data), EVAL_BATCH):
-        x = data.x[i: i + EVAL_BATCH].to(dtype=dtype, memory_format=fmt)
-        y = data.y[i: i + EVAL_BATCH]
-        with torch.autocast(x.device.type, dtype=torch.bfloat16,
-                            enabled=precision == "bf16-autocast"):
-            out = model(x)
-            loss += F.cross_entropy(out, y, reduction="sum").double()
-        correct += (out.argmax(1) == y).sum()
-    model.train(was_training)
-    return float(loss) / len(data), float(correct) / len(data)
-
 
 # --- the engine ------------------------------------------------------------------------------
 
@@ -242,8 +169,7 @@ def _setup(config: TrainConfig, device: torch.device):
     """(replicas, tracked tensor names, Segments, channels_last, the joint column's label) for a
     run of ``config``."""
     base = build_model(config)          # on the CPU: the invariance probe's inputs live there
-    invariant, kernels_3x3 = _tracked_for(MODELS[config.model], config.model, config.width,
-                                          config.seed, config.norm_eps, config.dtype)
+    invariant, kernels_3x3 = tracked_for(config)
     invariant, kernels_3x3 = list(invariant), list(kernels_3x3)     # the memo's lists stay intact
     if config.freeze_non_invariant and not invariant:
         raise NoScaleInvariantTensor(f"{config.model} has no scale-invariant tensor to train")
@@ -259,17 +185,6 @@ def _setup(config: TrainConfig, device: torch.device):
     segments = Segments.build([params[n].numel() for n in invariant],
                               [n in kernels_3x3 for n in invariant], device)
     return replicas, invariant, segments, channels_last, joint_label(kernels_3x3, base)
-
-
-@functools.lru_cache(maxsize=64)
-def _tracked_for(spec, model: str, width: int, seed: int, norm_eps: float | None,
-                 dtype: str) -> tuple[list[str], list[str]]:
-    """:func:`tracked_tensors` of the network these fields build (``spec`` = MODELS[model], in
-    the key so that a re-registered name is probed again), probed once per process: the probe
-    costs 1.4–2.7 s, a third of a short run, and its answer is a function of these fields."""
-    config = TrainConfig(etas=(0.1,), lams=(0.0,), steps=1, model=model, width=width,
-                         seed=seed, norm_eps=norm_eps, dtype=dtype)
-    return tracked_tensors(build_model(config), spec.input_shape)
 
 
 def _forward(config: TrainConfig, device: torch.device):
@@ -311,7 +226,7 @@ def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | No
     eta, lam = torch.tensor(config.etas, **f64), torch.tensor(config.lams, **f64)
     steps = set(config.checkpoints)
     active = list(range(config.k))
-    bar = _progress(config, progress)
+    bar = progress_bar(config, progress)
     forward = _forward(config, device)
     for t, (x, y) in enumerate(batch_stream(config, train_data)):
         if channels_last:
@@ -352,14 +267,6 @@ def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | No
             scores[[d is not None for d in result.diverged]] = np.nan
             setattr(result, label, {"loss": scores[:, 0], "accuracy": scores[:, 1]})
     return result
-
-
-def _progress(config: TrainConfig, enabled: bool):
-    from tqdm import tqdm
-
-    # disable=None: tqdm stays quiet when stderr is not a terminal (CI logs, pytest capture)
-    return tqdm(total=config.steps, disable=None if enabled else True, file=sys.stderr,
-                desc=f"{config.model} K={config.k}", unit="step", leave=False)
 
 
 def step_ms(k: int = 9, width: int = 16, batch: int = 32) -> float:

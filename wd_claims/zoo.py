@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from torch import nn
 
@@ -103,7 +104,7 @@ def hidden_linear_kernels(name: str, param: nn.Parameter) -> bool:
     return param.dim() == 2 and param.shape[0] != 10
 
 
-MODELS: dict[str, ModelSpec] = {
+MODELS: MappingProxyType[str, ModelSpec] = MappingProxyType({
     "resnet8": ModelSpec("resnet8", models.resnet8, models.resnet8_without_norm,
                          description="ResNet-8 (BatchNorm after every conv), 78,042 parameters",
                          expected_invariant=conv_kernels),
@@ -122,7 +123,7 @@ MODELS: dict[str, ModelSpec] = {
                                 models.conv_without_norm,
                                 description="2-layer CNN (8, 16 channels), BatchNorm2d",
                                 expected_invariant=conv_kernels),
-}
+})
 
 
 def tensors_to_test(spec: ModelSpec, model: nn.Module,
@@ -217,7 +218,6 @@ def require_scale_invariant(spec: ModelSpec, model: nn.Module | None = None) -> 
     return names
 
 
-ZOO: dict[str, ModelSpec] = dict(MODELS)  # the registry as shipped (before any --model)
 
 
 def geometry_probe(spec: ModelSpec, x, data_name: str, model: nn.Module | None = None):
