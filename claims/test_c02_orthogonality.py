@@ -28,8 +28,12 @@ from wd_claims.geometry_checks import (
     control_rejected,
     control_report,
     cosines_along_sgd,
+    epsilon_judged,
+    epsilon_notes,
+    epsilon_probe,
     no_tensor_reason,
     probe_inputs,
+    with_up_to_epsilon,
 )
 from wd_claims.invariance import float64_exact
 from wd_claims.probes import rounding_tolerance, rounding_tolerance_reason
@@ -58,14 +62,36 @@ def probe(spec, x, y, data_name: str, model=None) -> dict:
     m["steps"] = SGD_STEPS
     if not tested:
         return m
-    def cosines(net, xs, steps):
-        return cosines_along_sgd(net, xs, y, tested, steps, ETA, LAM)
+    x64 = x.double()
 
-    m["cos"] = cosines(float64_exact(model), x.double(), SGD_STEPS)
-    m["cos_float32"] = cosines(model.train(), x, SGD_STEPS)
-    m["control_cos"] = (cosines(float64_exact(control), x.double(), 0)[:, 0]
+    def cosines(net, xs, steps, prefix=""):   # with the ε scans and the ε-free cosines, into m
+        e = (epsilon_probe(net, xs, y, tested, m["depth"], m["reduction"], 1.0) if prefix != "f32"
+             else {"eps_shift": None})
+        cos, at_shift = cosines_along_sgd(net, xs, y, tested, steps, ETA, LAM, e["eps_shift"])
+        if prefix != "f32":
+            m.update({prefix + k: v for k, v in e.items()})
+            m[prefix + "cos_shift"] = at_shift
+        return cos
+
+    m["cos"] = cosines(float64_exact(model), x64, SGD_STEPS)
+    m["cos_float32"] = cosines(model.train(), x, SGD_STEPS, "f32")
+    m["control_cos"] = (cosines(float64_exact(control), x64, 0, "control_")[:, 0]
                         if control is not None else np.full(len(tested), np.nan))
+    if control is not None:
+        m["control_cos_shift"] = m["control_cos_shift"][:, 0]
     return m
+
+
+def judged(m: dict, prefix: str = ""):
+    """(worst |cos| per tensor, kind, law): at the ε-free scale where the tensor's deviation fades
+    as an ε's does, else at its own scale (pure; ``prefix`` "control_": the control at init)."""
+    n = len(np.atleast_1d(m["names"]))
+    base = np.abs(np.asarray(m[prefix + "cos"], float)).reshape(n, -1).max(1)
+    if prefix + "eps_scan" not in m:
+        return base, ["–"] * n, []
+    shifted = np.abs(np.asarray(m[prefix + "cos_shift"], float)).reshape(n, -1).max(1)
+    return epsilon_judged(base, shifted, m[prefix + "eps_scan"], float(m[prefix + "eps_tol"]),
+                          _tol(m))
 
 
 def _tol(m: dict) -> float:
@@ -76,12 +102,13 @@ def judge(m: dict) -> Judgement:
     names = [str(n) for n in np.atleast_1d(m["names"])]
     if not names:   # the claim does not apply to this model
         return Judgement([])
-    tol, cos = _tol(m), np.asarray(m["cos"], float)
-    checks = [bounded("orthogonal_float64", "cos(∇L, w) = 0 in float64",
-                      np.max(np.abs(cos.reshape(len(names), -1)), axis=1), names, tol,
-                      "max |cos(∇L, w)| over tensors and steps ≤ tolerance")]
+    tol = _tol(m)
+    worst, kinds, _ = judged(m)
+    checks = [bounded("orthogonal_float64",
+                      with_up_to_epsilon("cos(∇L, w) = 0 in float64", kinds),
+                      worst, names, tol, "max |cos(∇L, w)| over tensors and steps ≤ tolerance")]
     if m["control_available"]:   # rejected when |cos| exceeds the tolerance for every tensor
-        ctrl = np.abs(np.asarray(m["control_cos"], float))
+        ctrl = judged(m, "control_")[0]
         checks.append(control_rejected(ctrl, names, tol, bool(np.all(ctrl > tol))))
     return Judgement(checks)
 
@@ -93,16 +120,17 @@ def present(m: dict, verdict) -> Presentation:
         verdict.reason = no_tensor_reason(m["model"])
         return Presentation(**common)
     names, tol = [str(n) for n in np.atleast_1d(m["names"])], _tol(m)
-    worst = np.max(np.abs(np.asarray(m["cos"], float)), axis=1)
+    worst, kinds, laws = judged(m)
     worst32 = np.max(np.abs(np.asarray(m["cos_float32"])), axis=1)
-    ctrl = np.abs(np.asarray(m["control_cos"], float))
-    rows = table(["tensor", "float64 ε≈0", "float32 ε=1e-5", "control (at init)"],
-                 [[f"`{n}`", fmt(w), fmt(w32), fmt(c) if m["control_available"] else "–"]
-                  for n, w, w32, c in zip(names, worst, worst32, ctrl, strict=True)])
+    ctrl = judged(m, "control_")[0]
+    rows = table(["tensor", "kind", "float64 ε≈0", "float32 ε=1e-5", "control (at init)"],
+                 [[f"`{n}`", k, fmt(w), fmt(w32), fmt(c) if m["control_available"] else "–"]
+                  for n, k, w, w32, c in zip(names, kinds, worst, worst32, ctrl, strict=True)])
     notes = [f"max |cos| over the initial point and {int(m['steps'])} plain SGD steps "
              f"(η = {ETA}, λ = {LAM}, i.e. weight_decay = {torch_weight_decay(LAM)})",
              f"float32 with ε = 1e-5: worst |cos| {fmt(float(worst32.max()))} (ε and float32 "
-             "rounding; not judged)"] + ([] if m["declared"] else [NOT_DECLARED])
+             "rounding; not judged)", *epsilon_notes(names, kinds, laws)]
+    notes += [] if m["declared"] else [NOT_DECLARED]
     return Presentation(
         **common, predicted=0.0, tables=[rows], notes=notes,
         measured={"headline": check_of(verdict, "orthogonal_float64").measured["worst"],

@@ -25,12 +25,21 @@ from wd_claims.geometry_checks import (
     check_of,
     control_rejected,
     control_report,
+    epsilon_judged,
+    epsilon_notes,
+    epsilon_probe,
     gradient_scaling,
     no_tensor_reason,
     probe_inputs,
+    with_up_to_epsilon,
 )
 from wd_claims.invariance import float64_exact
-from wd_claims.probes import loglog_slope, rounding_tolerance, rounding_tolerance_reason
+from wd_claims.probes import (
+    loglog_slope,
+    rescaled,
+    rounding_tolerance,
+    rounding_tolerance_reason,
+)
 from wd_claims.verdict import Check, fmt
 from wd_claims.zoo import geometry_probe
 
@@ -53,12 +62,42 @@ def probe(spec, x, y, data_name: str, model=None) -> dict:
     m["rhos"] = RHOS
     if not tested:
         return m
-    m["errors"], m["norms"] = gradient_scaling(float64_exact(model), x.double(), y, tested, RHOS)
     shape = (len(tested), len(RHOS))
-    m["control_errors"], m["control_norms"] = (
-        gradient_scaling(float64_exact(control), x.double(), y, tested, RHOS)
-        if control is not None else (np.full(shape, np.nan), np.full(shape, np.nan)))
+
+    def scaling(net, prefix: str) -> None:   # base and ε-free gradients of net, into m
+        e = epsilon_probe(net, x.double(), y, tested, m["depth"], m["reduction"], RHOS.min())
+        m.update({prefix + k: v for k, v in e.items()})
+        m[prefix + "errors"], m[prefix + "norms"] = gradient_scaling(net, x.double(), y, tested,
+                                                                     RHOS)
+        m[prefix + "errors_shift"], m[prefix + "norms_shift"] = (np.full(shape, np.nan),
+                                                                 np.full(shape, np.nan))
+        for i, (name, s) in enumerate(zip(tested, e["eps_shift"], strict=True)):
+            if s != 1.0:
+                with rescaled(net, name, float(s)):
+                    err, nrm = gradient_scaling(net, x.double(), y, [name], RHOS)
+                m[prefix + "errors_shift"][i], m[prefix + "norms_shift"][i] = err[0], nrm[0]
+
+    scaling(float64_exact(model), "")
+    if control is not None:
+        scaling(float64_exact(control), "control_")
+    else:
+        m["control_errors"], m["control_norms"] = np.full(shape, np.nan), np.full(shape, np.nan)
     return m
+
+
+def judged(m: dict, prefix: str = ""):
+    """(errors, norms, kinds, laws) per tensor: each row at the ε-free scale where the tensor's
+    deviation fades as an ε's does, else at its own scale (pure; ``prefix`` "control_")."""
+    errors, norms = np.asarray(m[prefix + "errors"], float), np.asarray(m[prefix + "norms"], float)
+    if prefix + "eps_scan" not in m:   # no control
+        return errors, norms, ["–"] * len(errors), []
+    tol = rounding_tolerance(PASSES, int(m["depth"]), int(m["reduction"]))
+    shifted = np.asarray(m[prefix + "errors_shift"], float)
+    _, kinds, laws = epsilon_judged(errors.max(1), shifted.max(1), m[prefix + "eps_scan"],
+                                    float(m[prefix + "eps_tol"]), tol)
+    pick = np.array([law.fades for law in laws], dtype=bool)[:, None]
+    return (np.where(pick, shifted, errors),
+            np.where(pick, np.asarray(m[prefix + "norms_shift"], float), norms), kinds, laws)
 
 
 def slope_tolerance(rhos: np.ndarray, tol: float) -> float:
@@ -74,8 +113,9 @@ def analysis(m: dict) -> dict:
     rhos = np.asarray(m["rhos"], float)
     one, smallest = int(np.argmin(np.abs(np.log(rhos)))), int(np.argmin(rhos))
     tol = rounding_tolerance(PASSES, int(m["depth"]), int(m["reduction"]))
-    norms = np.asarray(m["norms"], float)
-    return dict(rhos=rhos, smallest=smallest, tol=tol, slope_tol=slope_tolerance(rhos, tol),
+    errors, norms, kinds, laws = judged(m)
+    return dict(rhos=rhos, errors=errors, norms=norms, kinds=kinds, laws=laws,
+                smallest=smallest, tol=tol, slope_tol=slope_tolerance(rhos, tol),
                 slopes=np.array([loglog_slope(rhos, v) for v in norms]),
                 growth=norms[:, smallest] / norms[:, one],
                 growth_expected=float(rhos[one] / rhos[smallest]),
@@ -90,8 +130,9 @@ def judge(m: dict) -> Judgement:
     a = analysis(m)
     tol, slopes, growth, expected = a["tol"], a["slopes"], a["growth"], a["slope_expected"]
     checks = [
-        bounded("homogeneous_float64", "ρ∇L(ρw) = ∇L(w) in float64",
-                np.max(np.asarray(m["errors"], float), axis=1), names, tol,
+        bounded("homogeneous_float64",
+                with_up_to_epsilon("ρ∇L(ρw) = ∇L(w) in float64", a["kinds"]),
+                np.max(a["errors"], axis=1), names, tol,
                 "max over ρ of ‖ρ∇L(ρw) − ∇L(w)‖/‖∇L(w)‖ ≤ tolerance"),
         Check("loglog_slope", "log-log slope −1",
               bool(np.all(np.abs(slopes - expected) <= a["slope_tol"])),
@@ -105,7 +146,7 @@ def judge(m: dict) -> Judgement:
               criterion=f"‖∇L(ρw)‖ grows by 1/ρ from ρ = 1 to ρ = {a['rhos'][a['smallest']]:g}"),
     ]
     if m["control_available"]:   # criterion (1), per tensor: it must miss on every one
-        least = np.max(np.asarray(m["control_errors"], float), axis=1)
+        least = np.max(judged(m, "control_")[0], axis=1)
         checks.append(control_rejected(least, names, tol, bool(np.all(least > tol)),
                                        "criterion (1) misses on every tensor of the control"))
     return Judgement(checks)
@@ -121,18 +162,19 @@ def present(m: dict, verdict) -> Presentation:
     a, names = analysis(m), [str(n) for n in np.atleast_1d(m["names"])]
     tol, slopes, growth, rhos, smallest = (a[k] for k in ("tol", "slopes", "growth", "rhos",
                                                           "smallest"))
-    ctrl_err = np.asarray(m["control_errors"], float)
+    ctrl_err, ctrl_norms = judged(m, "control_")[:2]
     ctrl_slopes = np.array([loglog_slope(rhos, v) if np.all(np.isfinite(v)) else np.nan
-                            for v in np.asarray(m["control_norms"], float)])
-    rows = table(["tensor", "max ‖ρ∇L(ρw) − ∇L(w)‖/‖∇L(w)‖", "log-log slope", "control error",
-                  "control slope"],
-                 [[f"`{n}`", fmt(e), f"{s:.12f}", fmt(ce), f"{cs:.3f}"] for n, e, s, ce, cs
-                  in zip(names, np.asarray(m["errors"], float).max(1), slopes, ctrl_err.max(1),
+                            for v in ctrl_norms])
+    rows = table(["tensor", "kind", "max ‖ρ∇L(ρw) − ∇L(w)‖/‖∇L(w)‖", "log-log slope",
+                  "control error", "control slope"],
+                 [[f"`{n}`", k, fmt(e), f"{s:.12f}", fmt(ce), f"{cs:.3f}"] for n, k, e, s, ce, cs
+                  in zip(names, a["kinds"], a["errors"].max(1), slopes, ctrl_err.max(1),
                          ctrl_slopes, strict=True)])
     notes = [f"ρ over {rhos.min():g} … {rhos.max():g} by decades, BN in training mode",
              f"non-Lipschitz corollary: the gradient norm grows by at least {fmt(growth.min())} "
              f"from ρ = 1 to ρ = {rhos[smallest]:g} (predicted {a['growth_expected']:g}) and keeps "
-             "growing as 1/ρ: no finite bound on any ball around w = 0"]
+             "growing as 1/ρ: no finite bound on any ball around w = 0",
+             *epsilon_notes(names, a["kinds"], a["laws"])]
     return Presentation(
         **common, predicted={"slope": expected, "error": 0.0, "growth": a["growth_expected"]},
         measured={"headline": check_of(verdict, "homogeneous_float64").measured["worst"],
@@ -152,9 +194,9 @@ def figure(m: dict, verdict):
     if not verdict.checks:
         return None
     fig, ax = canvas(size=(6, 4))
-    for v in np.asarray(m["norms"]):
+    for v in analysis(m)["norms"]:
         ax.loglog(RHOS, v / v[ONE], color="C0", alpha=0.6, lw=1)
-    for v in np.asarray(m["control_norms"]):
+    for v in judged(m, "control_")[1]:
         if np.all(np.isfinite(v)):
             ax.loglog(RHOS, v / v[ONE], color="C3", alpha=0.6, lw=1)
     ax.loglog(RHOS, 1 / RHOS, "k--", lw=1, label="sympy: 1/ρ")

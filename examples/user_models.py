@@ -4,6 +4,7 @@
     pytest claims/ --model examples.user_models:tiny_transformer
     pytest claims/ --model examples.user_models:torchvision_resnet18 --budget smoke
     pytest claims/ --model examples.user_models:weight_standardized_cnn --budget smoke
+    pytest claims/ --model examples.user_models:std_conv_cnn -m "c01 or c02 or c03"
 
 Each factory returns a fresh network mapping (B, 3, 32, 32) images to 10 logits; a ``control``
 attribute gives the same network without normalization (the claims' negative control), and an
@@ -73,13 +74,26 @@ class WSConv2d(nn.Conv2d):
         return self._conv_forward(x, (w - mean) / (var + self.eps).sqrt(), self.bias)
 
 
+class StdConv2d(nn.Conv2d):
+    """Weight standardization as Big Transfer and timm's ``StdConv2d`` write it: the kernel
+    standardized in forward as (w − mean)/(std + 1e-12), the ε a literal the probes cannot set to
+    zero. Scale-invariant up to that ε: the deviation fades as ρ⁻¹ (ε on a standard deviation)."""
+
+    def forward(self, x):
+        w = self.weight
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        std = w.std(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        return self._conv_forward(x, (w - mean) / (std + 1e-12), self.bias)
+
+
 class WeightStandardizedCNN(nn.Module):
     """Three weight-standardized 3x3 convs (16, 32, 64 channels, stride 2 after the first), each
-    → ReLU, no normalization layer; mean pool → linear. ``standardize=False``: plain convs."""
+    → ReLU, no normalization layer; mean pool → linear. ``standardize=False``: plain convs;
+    ``conv``: the convolution class (default :class:`WSConv2d`)."""
 
-    def __init__(self, standardize: bool = True):
+    def __init__(self, standardize: bool = True, conv: type[nn.Conv2d] = WSConv2d):
         super().__init__()
-        conv = WSConv2d if standardize else nn.Conv2d
+        conv = conv if standardize else nn.Conv2d
         layers, c = [], 3
         for i, h in enumerate((16, 32, 64)):
             layers += [conv(c, h, 3, 1 if i == 0 else 2, 1, bias=False), nn.ReLU()]
@@ -108,6 +122,12 @@ def weight_standardized_cnn() -> nn.Module:
     return WeightStandardizedCNN()
 
 
+def std_conv_cnn() -> nn.Module:
+    """The same CNN with :class:`StdConv2d`: invariant only up to the literal ε = 1e-12, so C1–C3
+    judge it "up to ε", on the ε-free statement at large ρ."""
+    return WeightStandardizedCNN(conv=StdConv2d)
+
+
 def torchvision_resnet18() -> nn.Module:
     """torchvision's resnet18, randomly initialized, 10 classes (BatchNorm after every conv)."""
     from torchvision.models import resnet18
@@ -127,3 +147,4 @@ tiny_transformer.control = lambda: TinyTransformer(norm=False)
 torchvision_resnet18.control = _resnet18_without_norm
 weight_standardized_cnn.expected_invariant = {"features.0.weight", "features.2.weight",
                                               "features.4.weight"}
+std_conv_cnn.expected_invariant = weight_standardized_cnn.expected_invariant

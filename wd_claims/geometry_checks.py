@@ -9,6 +9,11 @@ the negative control, the verdict of a model they do not apply to, and each clai
 - :func:`check_of` — a verdict's check by id.
 - :func:`no_tensor_reason` — why C2 and C3 do not apply to a model: a verdict without checks
   keeps the status "skip", its ``present`` gives the reason, and the claim's test skips with it.
+- ε (issue 24): :func:`epsilon_probe` measures, for every tensor whose loss changes under
+  w → ρw beyond C1's rounding tolerance, how that change fades with ρ (:mod:`wd_claims.epsilon`)
+  and the power-of-two scale at which the claim measures its identity ε-free;
+  :func:`epsilon_judged` (pure) picks, per tensor, the value the claim judges and its kind
+  ("exact", "up to ε", "not scale-invariant").
 - the probes: :func:`worst_deviation`, :func:`invariance_cause`, :func:`invariance_map_table`
   (C1), :func:`cosines_along_sgd` (C2), :func:`gradient_scaling` (C3).
 """
@@ -81,6 +86,56 @@ def no_tensor_reason(model: str) -> str:
             "declared), and this claim is about such tensors")
 
 
+# --- ε told apart from non-invariance (C1–C3) -----------------------------------------------
+
+C1_GRID = (2.0**-7, 2.0**7)   # the screen for "does the loss change under w → ρw at all"
+
+
+def epsilon_probe(model, x, y, names, depth: int, n: int, grid_min: float) -> dict:
+    """Measurements (``model`` float64, training mode, the one the claim judges): the worst
+    relative loss/logit change of each tensor of ``names`` at ρ = 2^±7, and for those over C1's
+    rounding tolerance the ε scan (:func:`wd_claims.epsilon.scan`) and the shift that puts a grid
+    starting at ``grid_min`` where the fitted ε effect is 100× below it. Arrays: "eps_screen"
+    (len(names),), "eps_scan" (len(names), len(SCAN_RHOS)) NaN where not scanned, "eps_shift"
+    (len(names),) 1 where not shifted; "eps_tol": C1's tolerance, the fit window's floor."""
+    from wd_claims import epsilon
+    from wd_claims.probes import rounding_tolerance
+
+    tol = rounding_tolerance(2, depth, n)
+    screen = np.asarray(worst_deviation(model, x, y, names, C1_GRID), dtype=float)
+    scans = np.full((len(names), len(epsilon.SCAN_RHOS)), np.nan)
+    shifts = np.ones(len(names))
+    for i, name in enumerate(names):
+        if not screen[i] <= tol:
+            scans[i] = epsilon.scan(model, x, name)
+            shifts[i] = epsilon.shift(epsilon.law(epsilon.SCAN_RHOS, scans[i], tol), grid_min)
+    return {"eps_screen": screen, "eps_scan": scans, "eps_shift": shifts, "eps_tol": tol}
+
+
+def epsilon_judged(base, at_shift, scans, eps_tol: float, tol: float):
+    """(judged value per tensor, kind per tensor, law per tensor): where a tensor's deviation
+    fades as a normalization's ε does, the claim judges its identity at the shifted scale (the
+    ε-free statement, measured), elsewhere at the tensor's own scale (pure)."""
+    from wd_claims import epsilon
+
+    base, at_shift = np.asarray(base, float), np.asarray(at_shift, float)
+    laws = [epsilon.law(epsilon.SCAN_RHOS, s, eps_tol) for s in np.atleast_2d(scans)]
+    judged = np.array([a if law.fades else b for b, a, law in zip(base, at_shift, laws,
+                                                                  strict=True)])
+    kinds = [epsilon.kind(b, law, a, tol) for b, a, law in zip(base, at_shift, laws, strict=True)]
+    return judged, kinds, laws
+
+
+def epsilon_notes(names, kinds, laws) -> list[str]:
+    """One report line per tensor judged up to ε or found not scale-invariant after a scan."""
+    return [f"`{n}`: {law.describe()}" for n, k, law in zip(names, kinds, laws, strict=True)
+            if k != "exact" and (law.fades or law.points or k == "not scale-invariant")]
+
+
+def with_up_to_epsilon(name: str, kinds) -> str:
+    """A check's statement, saying "up to ε" where some tensor was judged so."""
+    return f"{name}, up to ε (ε-free at large ρ)" if "up to ε" in list(kinds) else name
+
 
 # --- C1's probes --------------------------------------------------------------------------------
 
@@ -96,6 +151,19 @@ def worst_deviation(model, x, y, names, rhos) -> list[float]:
     for n in names:
         dev = rescale_deviations(model, x, y, n, rhos, base=base)
         out.append(max(max(dev["output"]), max(dev["loss"])))
+    return out
+
+
+def worst_at_shift(model, x, y, names, rhos, shifts) -> np.ndarray:
+    """:func:`worst_deviation` of each tensor measured at s·w (s its entry of ``shifts``), NaN
+    where s = 1 (not shifted)."""
+    from wd_claims.probes import rescaled
+
+    out = np.full(len(names), np.nan)
+    for i, (name, s) in enumerate(zip(names, shifts, strict=True)):
+        if s != 1.0:
+            with rescaled(model, name, float(s)):
+                out[i] = worst_deviation(model, x, y, [name], rhos)[0]
     return out
 
 
@@ -126,33 +194,44 @@ def invariance_map_table(m: dict) -> str:
 
 # --- C2's and C3's probes -----------------------------------------------------------------------
 
-def cosines_along_sgd(model, x, y, names, steps: int, eta: float, lam: float) -> np.ndarray:
-    """cos(∇L, w), shape (len(names), steps + 1): at the initial point and after each of
-    ``steps`` plain SGD steps (η = ``eta``, loss term λ‖w‖² with λ = ``lam``). The batch is split
-    in two halves used alternately (C2)."""
+def cosines_along_sgd(model, x, y, names, steps: int, eta: float, lam: float,
+                      shifts=None) -> tuple[np.ndarray, np.ndarray]:
+    """(cos, cos at the shifted scale), each (len(names), steps + 1): cos(∇L, w) at the initial
+    point and after each of ``steps`` plain SGD steps (η = ``eta``, loss term λ‖w‖² with
+    λ = ``lam``), and, for a tensor whose entry of ``shifts`` is s ≠ 1, cos(∇L(s·w), w) at the
+    same points of the run (NaN elsewhere). The batch is split in two halves used alternately
+    (C2)."""
     import torch
 
     from wd_claims.config import torch_weight_decay
-    from wd_claims.probes import gradients, named_param
+    from wd_claims.probes import gradients, named_param, rescaled
 
+    shifts = np.ones(len(names)) if shifts is None else np.asarray(shifts, float)
     opt = torch.optim.SGD(model.parameters(), lr=eta, weight_decay=torch_weight_decay(lam))
     halves = [(x[: len(x) // 2], y[: len(y) // 2]), (x[len(x) // 2:], y[len(y) // 2:])]
     params = dict(model.named_parameters())
     wanted = list(params) + [n for n in names if n not in params]
-    out = np.empty((len(names), steps + 1))
+    out, at_shift = np.empty((len(names), steps + 1)), np.full((len(names), steps + 1), np.nan)
+
+    def cos(g, w):
+        return float((g * w).sum() / (g.norm() * w.norm()))
+
     for t in range(steps + 1):
         xb, yb = halves[t % 2]
         # one backward pass per step: the gradient that is measured is the one the step applies
         grads = gradients(model, xb, yb, wanted)
         for i, n in enumerate(names):
-            g, w = grads[n], named_param(model, n).detach()
-            out[i, t] = float((g * w).sum() / (g.norm() * w.norm()))
+            w = named_param(model, n).detach()
+            out[i, t] = cos(grads[n], w)
+            if shifts[i] != 1.0:
+                with rescaled(model, n, float(shifts[i])):
+                    at_shift[i, t] = cos(gradients(model, xb, yb, [n])[n], w)
         if t < steps:
             opt.zero_grad()
             for n, p in params.items():
                 p.grad = grads[n]
             opt.step()
-    return out
+    return out, at_shift
 
 
 def gradient_scaling(model, x, y, names, rhos) -> tuple[np.ndarray, np.ndarray]:

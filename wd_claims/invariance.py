@@ -31,6 +31,15 @@ class TensorReport:
     invariant: bool
     deviation: float          # max relative output change over the probe rescalings
     normalization: str = ""   # "<module name> (<class>)" that absorbs the scale, if invariant
+    exponent: float = float("nan")  # p of a deviation fading as ρ^(−p): invariant up to ε
+    # (wd_claims.epsilon); NaN for an exact or a non-invariant tensor
+
+    @property
+    def kind(self) -> str:
+        """"exact", "up to ε" or "not invariant"."""
+        if not self.invariant:
+            return "not invariant"
+        return "exact" if self.exponent != self.exponent else "up to ε"
 
 
 # PyTorch refuses eps = 0 for batch norm in training mode. 1e-30 is numerically zero: σ² + ε rounds
@@ -106,18 +115,30 @@ def _move_to_generic_point(model: nn.Module, seed: int) -> None:
         param.add_(0.2 * rms * torch.randn(param.shape, generator=gen, dtype=param.dtype))
 
 
-def _probe_setup(model: nn.Module, input_shape: tuple[int, ...], batch: int, seed: int):
-    """(float64 ε≈0 twin of ``model`` moved to a generic point, a (batch, *input_shape) input)."""
-    twin = float64_exact(model)
+def _probe_setup(model: nn.Module, input_shape: tuple[int, ...], batch: int, seed: int,
+                 exact_eps: bool = True):
+    """(float64 twin of ``model`` moved to a generic point, a (batch, *input_shape) input); the
+    twin's normalizations have ε ≈ 0 unless ``exact_eps`` is False (then the model's own ε)."""
+    twin = float64_exact(model) if exact_eps else copy.deepcopy(model).double().train()
     _move_to_generic_point(twin, seed)
     return twin, probe_input(input_shape, batch, seed)
 
 
 @torch.no_grad()
 def scale_invariance_map(model: nn.Module, input_shape: tuple[int, ...], *, batch: int = 8,
-                         seed: int = 0) -> list[TensorReport]:
-    """One :class:`TensorReport` per parameter tensor of ``model`` (the model is untouched)."""
-    twin, x = _probe_setup(model, input_shape, batch, seed)
+                         seed: int = 0, exact_eps: bool = True) -> list[TensorReport]:
+    """One :class:`TensorReport` per parameter tensor of ``model`` (the model is untouched).
+
+    Invariant: an output change below :data:`FLOAT64_RTOL`, or one that fades with ρ as a
+    normalization's ε does (:mod:`wd_claims.epsilon`, scanned wherever the change exceeds the
+    forward pass's float64 rounding bound): then invariant up to ε, with its exponent. ``exact_eps``: probe with
+    every ``eps`` attribute ≈ 0 (default) or with the model's own ε (the atlas shows both).
+    """
+    from wd_claims import epsilon
+    from wd_claims.probes import forward_footprint, rounding_tolerance
+
+    twin, x = _probe_setup(model, input_shape, batch, seed, exact_eps)
+    tol = rounding_tolerance(2, *forward_footprint(twin, x))
     store, handles = _record_io(twin)
     try:
         base_out = twin(x)
@@ -133,9 +154,13 @@ def scale_invariance_map(model: nn.Module, input_shape: tuple[int, ...], *, batc
                 if not absorber:
                     absorber = _absorber(twin, base_io, store, rho)
                 param.copy_(original)
-            invariant = max(deviations) < FLOAT64_RTOL
+            invariant, exponent = max(deviations) < FLOAT64_RTOL, float("nan")
+            if max(deviations) > tol:   # above rounding: an ε inside a normalization, or none?
+                law = epsilon.law(epsilon.SCAN_RHOS, epsilon.scan(twin, x, name), tol)
+                if law.fades:
+                    invariant, exponent = True, law.exponent
             reports.append(TensorReport(name, tuple(param.shape), invariant, max(deviations),
-                                        absorber if invariant else ""))
+                                        absorber if invariant else "", exponent))
         return reports
     finally:
         for h in handles:

@@ -53,6 +53,7 @@ from wd_claims.theory.geometry import (
     c02_orthogonality,
     c03_gradient_scaling,
     ell,
+    epsilon_exponents,
     m_samples,
 )
 from wd_claims.theory.noise_flatness import (
@@ -67,7 +68,8 @@ from wd_claims.theory.noise_flatness import (
 
 __all__ = [
     "b_size", "c00_classical_rationale", "c01_scale_invariance", "c02_orthogonality",
-    "c03_gradient_scaling", "c04_spiral_out", "c05_equilibrium", "c06_direction_update",
+    "epsilon_exponents", "c03_gradient_scaling", "c04_spiral_out", "c05_equilibrium",
+    "c06_direction_update",
     "c07_norm_scaling", "c08_effective_lr", "c09_noise_variance", "c10_flatness", "delta",
     "Derivation", "e01_momentum_equilibrium", "e02_decoupled_decay", "ell", "eps", "eta", "G",
     "h_curv", "_is_zero", "lam", "lam_w", "m_samples", "_momentum_equilibrium", "mu", "N_pool",

@@ -44,6 +44,40 @@ def c01_scale_invariance(n: int = 3) -> Derivation:
     )
 
 
+@functools.cache
+def epsilon_exponents() -> Derivation:
+    """How fast a normalization's ε fades as its input is rescaled by ρ → ∞ (issue 24).
+
+    Relative to the ε-free output, a unit normalized as x/(σ + ε) (ε added to the standard
+    deviation: weight standardization, ε-after-sqrt norms) deviates by −ε/(ρσ + ε) ~ ρ⁻¹, one
+    normalized as x/√(σ² + ε) (ε added to the variance: BatchNorm, LayerNorm, GroupNorm, RMSNorm)
+    by ρσ/√(ρ²σ² + ε) − 1 ~ ρ⁻²: an ε gives a deviation that vanishes as a power of ρ, −1 or −2,
+    while a tensor that is not scale-invariant gives one that does not vanish. ``exprs``: the two
+    deviations and their leading exponents (``exponent_std`` = 1, ``exponent_variance`` = 2).
+    """
+    s = sp.Symbol("sigma", positive=True)
+    t = sp.Symbol("t", positive=True)  # t = 1/ρ → 0⁺
+    std_dev = rho * s / (rho * s + eps) - 1
+    var_dev = rho * s / sp.sqrt(rho**2 * s**2 + eps) - 1
+
+    def leading_power(expr):   # the smallest power of t in the series of expr(ρ = 1/t) at t = 0
+        series = sp.series(expr.subs(rho, 1 / t), t, 0, 4).removeO()
+        return min(sp.Poly(sp.expand(series), t).monoms())[0]
+
+    p_std, p_var = leading_power(std_dev), leading_power(var_dev)
+    return Derivation(
+        claim="C1",
+        statement="with ε in the normalization, |f(ρw) − f_ε-free(w)| ∝ ρ^(−p): p = 1 for ε added "
+                  "to a standard deviation, p = 2 for ε added to a variance",
+        exprs={"std_deviation": std_dev, "variance_deviation": var_dev,
+               "exponent_std": sp.Integer(p_std), "exponent_variance": sp.Integer(p_var)},
+        proved={"eps on the std fades as rho**-1": p_std == 1,
+                "eps on the variance fades as rho**-2": p_var == 2,
+                "both vanish as rho -> oo": sp.limit(std_dev, rho, sp.oo) == 0
+                and sp.limit(var_dev, rho, sp.oo) == 0},
+    )
+
+
 def _scale_invariant_function(n: int) -> tuple[list[sp.Symbol], sp.Expr]:
     """f(w) = F(w/‖w‖) for an arbitrary (undefined) F: the most general scale-invariant f."""
     w = _vector("w", n)
