@@ -10,8 +10,10 @@ the set the model declares (``ModelSpec.expected_invariant``), each with its cau
 declared or found tensor, the relative change of logits and loss under w → ρw, ρ ∈ 10⁻² … 10²
 (BN in training mode, the probe batch, float64, ε ≈ 0); float32, ε = 1e-5, reported, not judged.
 Criterion (core): the declared and found sets agree; the worst change ≤ λ·2·depth·√n·u
-(:func:`wd_claims.probes.rounding_tolerance`). Control: the same tensors with normalization removed
-must all miss it (none where the invariance is a reparametrization: the verdict says so).
+(:func:`wd_claims.probes.rounding_tolerance`); a tensor whose deviation fades as an ε's does
+(exponent 1 or 2, :mod:`wd_claims.epsilon`) is judged "up to ε" at s·w, ε 100× below the
+tolerance. Control: the same tensors with normalization removed must all miss it (none where the
+invariance is a reparametrization: the verdict says so).
 """
 
 import numpy as np
@@ -70,8 +72,7 @@ def probe(spec, x, y, data_name: str, model=None) -> dict:
     names = [r.name for r in tensor_map]
     depth, n = forward_footprint(model, x)
 
-    order = [k for k in names if k in set(tested)]   # the tested tensors, in names' order
-    x64 = x.double()
+    order, x64 = [k for k in names if k in set(tested)], x.double()   # tested, in names' order
 
     def per_tensor(net, xs) -> np.ndarray:   # the worst deviation of each tested tensor in net
         full = dict(zip(tested, worst_deviation(net, xs, y, tested, RHOS), strict=True))
@@ -85,8 +86,8 @@ def probe(spec, x, y, data_name: str, model=None) -> dict:
     control = negative_control(spec, model)
     first_order = derivation(theory.c01_scale_invariance).fn(
         "first_order", theory.rho, theory.eps, sympy.Symbol("sigma2", positive=True))
-    exact_model = float64_exact(model)
-    control64 = float64_exact(control) if control is not None else None
+    has_control = control is not None
+    exact_model, control64 = float64_exact(model), has_control and float64_exact(control)
     return {
         "model": spec.name, "data": data_name, "batch": len(x),
         "names": np.array(names, dtype=str),
@@ -101,11 +102,9 @@ def probe(spec, x, y, data_name: str, model=None) -> dict:
         "exact": per_tensor(exact_model, x64),
         **up_to_eps(exact_model),
         "float32": per_tensor(model.train(), x),
-        "control_available": control is not None,
-        "control": (per_tensor(control64, x64) if control is not None
-                    else np.full(len(names), np.nan)),
-        **({f"control_{k}": v for k, v in up_to_eps(control64).items()}
-           if control is not None else {}),
+        "control_available": has_control,
+        "control": per_tensor(control64, x64) if has_control else np.full(len(names), np.nan),
+        **({f"control_{k}": v for k, v in up_to_eps(control64).items()} if has_control else {}),
         "joint_names": np.array([", ".join(g.names) for g in groups], dtype=str),
         "joint_normalization": np.array([g.normalization for g in groups], dtype=str),
         "joint_deviation": np.array([g.deviation for g in groups], dtype=float),
@@ -119,10 +118,8 @@ def _tol(m: dict) -> float:
 
 
 def judged(m: dict, prefix: str = ""):
-    """(judged deviation, kind, law) per tested tensor of the model (``prefix`` "control_": of
-    the control): at the ε-free scale where the deviation fades as an ε's does (pure)."""
-    tested = np.asarray(m["tested"], dtype=bool)
-    base = np.asarray(m["control" if prefix else "exact"])[tested]
+    """(judged deviation, kind, law) per tested tensor (``prefix`` "control_": the control)."""
+    base = np.asarray(m["control" if prefix else "exact"])[np.asarray(m["tested"], dtype=bool)]
     return epsilon_judged(base, m[f"{prefix}at_shift"], m[f"{prefix}eps_scan"],
                           float(m[f"{prefix}eps_tol"]), _tol(m))
 
@@ -132,8 +129,7 @@ def judge(m: dict) -> Judgement:
     if not tested.any():   # nothing declared, nothing found: the claim does not apply
         return Judgement([])
     detected, expected = np.asarray(m["detected"], bool), np.asarray(m["expected"], bool)
-    tol = _tol(m)
-    values, kinds, _ = judged(m)
+    tol, (values, kinds, _) = _tol(m), judged(m)
     checks = []
     if m["declared"]:
         missing = [str(n) for n in names[expected & ~detected]]
@@ -184,10 +180,8 @@ def present(m: dict, verdict) -> Presentation:
     if not m["declared"]:
         notes.insert(0, "no expected invariant set was declared for this model "
                         "(`factory.expected_invariant`): C1 judges the detected set")
-    reparam = [n for n, c in found.items() if c.startswith("reparametrization")]
-    if reparam:
-        notes.append("invariant through a reparametrization (no normalization module): "
-                     + ", ".join(f"`{n}`" for n in reparam))
+    reparam = ", ".join(f"`{n}`" for n, c in found.items() if c.startswith("reparametrization"))
+    notes += [f"invariant by a reparametrization (no normalization): {reparam}"] * bool(reparam)
     return Presentation(
         **common, predicted=0.0, tables=[rows, invariance_map_table(m)], notes=notes,
         measured={"headline": check_of(verdict, "invariant_float64").measured["worst"],

@@ -9,8 +9,9 @@ Measurement: cos(∇L, w) for every tensor the model declares scale-invariant or
 at initialization and along 10 plain SGD steps (the probe batch's halves alternately, BN in
 training mode), float64 with ε ≈ 0; float32 with ε = 1e-5 is reported beside, not judged.
 Criterion (core): max |cos| ≤ λ·3·depth·√n·u (:func:`wd_claims.probes.rounding_tolerance`; no term
-built from a measured cosine). Control: the same tensors with normalization removed, at
-initialization, must all miss it (none where the invariance is a reparametrization: it says so).
+built from a measured cosine); a tensor invariant up to ε (C1) is judged at s·w, ε-free.
+Control: the same tensors with normalization removed, at initialization, must all miss it (none
+where the invariance is a reparametrization: it says so).
 """
 
 import numpy as np

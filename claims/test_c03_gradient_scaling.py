@@ -6,12 +6,13 @@ Derivation (sympy, ``theory.c03_gradient_scaling``; docs/claims.md): for f(w) = 
 ∇f(w)/ρ; the log-log slope of ‖∇f(ρw)‖ on ρ is −1 and ‖∇f(ρw)‖ → ∞ as ρ → 0⁺.
 
 Measurement: for every tensor the model declares scale-invariant or the detector finds, ∇L(ρw) for
-ρ over 10⁻⁶ … 10² by decades (float64, ε ≈ 0, BN in training mode, the probe batch).
+ρ over 10⁻⁶ … 10² by decades (float64, ε ≈ 0, BN in training mode, the probe batch); a tensor
+invariant up to ε (C1) again at s·w, where the ε is 100× below the tolerance, judged there.
 Criteria (core): (1) max ‖ρ∇L(ρw) − ∇L(w)‖/‖∇L(w)‖ ≤ δ = λ·6·depth·√n·u
 (:func:`wd_claims.probes.rounding_tolerance`); (2) the least-squares slope of log‖∇L(ρw)‖ on log ρ
 within δ's least-squares image of −1 (:func:`slope_tolerance`); (3) ‖∇L‖ grows ≥ 10⁶(1 − δ) from
-ρ = 1 to 10⁻⁶. Control: the same tensors with normalization removed must all miss (1) (none where
-the invariance is a reparametrization: the verdict says so, and the claim's criteria stand).
+ρ = 1 to 10⁻⁶. Control: the same tensors with normalization removed must all miss (1) (none for
+a reparametrization: the verdict says so, and the criteria stand).
 """
 
 import numpy as np
@@ -34,12 +35,7 @@ from wd_claims.geometry_checks import (
     with_up_to_epsilon,
 )
 from wd_claims.invariance import float64_exact
-from wd_claims.probes import (
-    loglog_slope,
-    rescaled,
-    rounding_tolerance,
-    rounding_tolerance_reason,
-)
+from wd_claims.probes import loglog_slope, rounding_tolerance, rounding_tolerance_reason
 from wd_claims.verdict import Check, fmt
 from wd_claims.zoo import geometry_probe
 
@@ -62,42 +58,33 @@ def probe(spec, x, y, data_name: str, model=None) -> dict:
     m["rhos"] = RHOS
     if not tested:
         return m
-    shape = (len(tested), len(RHOS))
+    nan = np.full((len(tested), len(RHOS)), np.nan)
+    m["control_errors"], m["control_norms"] = nan, nan   # unless there is a control
 
     def scaling(net, prefix: str) -> None:   # base and ε-free gradients of net, into m
         e = epsilon_probe(net, x.double(), y, tested, m["depth"], m["reduction"], RHOS.min())
         m.update({prefix + k: v for k, v in e.items()})
         m[prefix + "errors"], m[prefix + "norms"] = gradient_scaling(net, x.double(), y, tested,
                                                                      RHOS)
-        m[prefix + "errors_shift"], m[prefix + "norms_shift"] = (np.full(shape, np.nan),
-                                                                 np.full(shape, np.nan))
-        for i, (name, s) in enumerate(zip(tested, e["eps_shift"], strict=True)):
-            if s != 1.0:
-                with rescaled(net, name, float(s)):
-                    err, nrm = gradient_scaling(net, x.double(), y, [name], RHOS)
-                m[prefix + "errors_shift"][i], m[prefix + "norms_shift"][i] = err[0], nrm[0]
+        m[prefix + "errors_shift"], m[prefix + "norms_shift"] = gradient_scaling(
+            net, x.double(), y, tested, RHOS, e["eps_shift"])
 
-    scaling(float64_exact(model), "")
-    if control is not None:
-        scaling(float64_exact(control), "control_")
-    else:
-        m["control_errors"], m["control_norms"] = np.full(shape, np.nan), np.full(shape, np.nan)
+    for net, prefix in [(model, "")] + [(control, "control_")] * (control is not None):
+        scaling(float64_exact(net), prefix)
     return m
 
 
 def judged(m: dict, prefix: str = ""):
-    """(errors, norms, kinds, laws) per tensor: each row at the ε-free scale where the tensor's
-    deviation fades as an ε's does, else at its own scale (pure; ``prefix`` "control_")."""
+    """(errors, norms, kinds, laws): each tensor's rows at the ε-free scale where its deviation
+    fades as an ε's does, else at its own scale (pure; ``prefix`` "control_")."""
     errors, norms = np.asarray(m[prefix + "errors"], float), np.asarray(m[prefix + "norms"], float)
     if prefix + "eps_scan" not in m:   # no control
         return errors, norms, ["–"] * len(errors), []
-    tol = rounding_tolerance(PASSES, int(m["depth"]), int(m["reduction"]))
-    shifted = np.asarray(m[prefix + "errors_shift"], float)
-    _, kinds, laws = epsilon_judged(errors.max(1), shifted.max(1), m[prefix + "eps_scan"],
-                                    float(m[prefix + "eps_tol"]), tol)
-    pick = np.array([law.fades for law in laws], dtype=bool)[:, None]
-    return (np.where(pick, shifted, errors),
-            np.where(pick, np.asarray(m[prefix + "norms_shift"], float), norms), kinds, laws)
+    err, kinds, laws, nrm = epsilon_judged(
+        errors, m[prefix + "errors_shift"], m[prefix + "eps_scan"], float(m[prefix + "eps_tol"]),
+        rounding_tolerance(PASSES, int(m["depth"]), int(m["reduction"])),
+        (norms, m[prefix + "norms_shift"]))
+    return err, nrm, kinds, laws
 
 
 def slope_tolerance(rhos: np.ndarray, tol: float) -> float:
@@ -194,11 +181,9 @@ def figure(m: dict, verdict):
     if not verdict.checks:
         return None
     fig, ax = canvas(size=(6, 4))
-    for v in analysis(m)["norms"]:
-        ax.loglog(RHOS, v / v[ONE], color="C0", alpha=0.6, lw=1)
-    for v in judged(m, "control_")[1]:
-        if np.all(np.isfinite(v)):
-            ax.loglog(RHOS, v / v[ONE], color="C3", alpha=0.6, lw=1)
+    for norms, color in ((analysis(m)["norms"], "C0"), (judged(m, "control_")[1], "C3")):
+        for v in norms[np.all(np.isfinite(norms), axis=1)]:
+            ax.loglog(RHOS, v / v[ONE], color=color, alpha=0.6, lw=1)
     ax.loglog(RHOS, 1 / RHOS, "k--", lw=1, label="sympy: 1/ρ")
     ax.plot([], [], color="C0", label="scale-invariant tensors")
     ax.plot([], [], color="C3", label="control: no normalization")

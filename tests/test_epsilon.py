@@ -80,10 +80,11 @@ CASES = {
     "weight standardization": (lambda: _net(Standardized(0.0)), lambda: _net(Standardized(1e-8)),
                                "0.weight", 1),
     "weight standardization, ε on the variance": (
-        lambda: _net(Standardized(0.0, "variance")), lambda: _net(Standardized(1e-5, "variance")),
+        lambda: _net(Standardized(0.0, "variance")),
+        lambda: _net(Standardized(1e-5, "variance")),
         "0.weight", 2),
-    "weight normalization": (lambda: _net(weight_norm(_linear())), lambda: _net(EpsWeightNorm(1e-9)),
-                             None, 1),
+    "weight normalization": (lambda: _net(weight_norm(_linear())),
+                             lambda: _net(EpsWeightNorm(1e-9)), None, 1),
 }
 
 
@@ -124,14 +125,21 @@ def test_weight_normalizations_gain_is_not_invariant_in_either_form():
 def test_the_law_is_a_pure_function_that_needs_the_derived_exponent_and_a_small_scale():
     rhos = np.array(epsilon.SCAN_RHOS)
     tol = 1e-13
+
+    def fading(size, p, influence=1.0):   # saturates at ``influence`` as ρ → 0
+        return influence * size / (rhos**p + size)
+
     for p in (1, 2):
-        law = epsilon.law(rhos, 1e-11 * rhos**-p, tol)
-        assert law.fades and law.nearest == p and abs(law.exponent - p) < 1e-9
-        assert law.at_one == pytest.approx(1e-11)
-    assert not epsilon.law(rhos, 1e-11 * rhos**-1.5, tol).fades          # neither exponent
+        law = epsilon.law(rhos, fading(1e-11, p), tol)
+        assert law.fades and law.nearest == p and abs(law.exponent - p) < 1e-3
+        assert law.at_one == pytest.approx(1e-11, rel=1e-3)
+    assert not epsilon.law(rhos, fading(1e-11, 1.5), tol).fades          # neither exponent
     assert not epsilon.law(rhos, np.full(len(rhos), 0.3), tol).fades     # does not fade
-    assert not epsilon.law(rhos, 0.05 * rhos**-1.0, tol).fades           # a bias, not an ε
-    assert epsilon.law(rhos, 0.05 * rhos**-2.0, tol).fades               # ε on a variance
+    assert not epsilon.law(rhos, fading(0.05, 1), tol).fades             # a bias, not an ε
+    # the same bias behind a layer scale of 1e-6: as small as an ε, as large a share of its
+    # tensor's influence as before
+    assert not epsilon.law(rhos, fading(0.05, 1, 1e-6), tol * 1e-6).fades
+    assert epsilon.law(rhos, fading(0.05, 2), tol).fades                 # ε on a variance
 
 
 # --- C1–C3 end to end -------------------------------------------------------------------------

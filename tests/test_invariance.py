@@ -109,3 +109,26 @@ def test_no_joint_group_is_reported_without_normalization():
 
     torch.manual_seed(0)
     assert joint_invariant_groups(MLP(in_features=12, hidden=(8, 8), norm="none"), (12,)) == []
+
+
+def test_dropout_and_stochastic_depth_do_not_hide_the_invariant_kernels():
+    # torchvision's MobileNetV3, EfficientNet, ConvNeXt and Swin carry dropout or stochastic depth,
+    # active in training mode: before the probes switched them off, no tensor looked invariant.
+    from torch import nn
+    from torchvision.ops import StochasticDepth
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+            self.drop = StochasticDepth(0.5, "row")
+
+        def forward(self, x):
+            return x + self.drop(self.bn(self.conv(x)))
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), Residual(),
+                          nn.Flatten(), nn.Dropout(0.5), nn.LazyLinear(10))
+    model(torch.randn(2, 3, 8, 8))
+    invariant = scale_invariant_names(model, (3, 8, 8))
+    assert invariant == ["0.weight", "2.conv.weight"]
+    assert model.training and model[4].training   # the user's model is left as it was

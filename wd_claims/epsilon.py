@@ -6,21 +6,25 @@ standard deviation (weight standardization), p = 2 for one added to a variance (
 LayerNorm, GroupNorm, RMSNorm), derived by sympy in :func:`wd_claims.theory.epsilon_exponents` —
 or not scale-invariant: its deviation does not fade.
 
-- :func:`scan` (the measurement): d(ρ) = ‖f(ρw) − f(Rw)‖/‖f(Rw)‖ over ρ = 2⁻⁴⁰ … 2²⁰ by factors
-  of 4, against R = 2⁴⁰, where any ε the scan can resolve has faded below rounding. Powers of two,
+- :func:`scan` (the measurement): d(ρ) = ‖f(ρw) − f(Rw)‖/‖f(Rw)‖ over ρ = 2²⁰ down to 2⁻⁴⁰ by
+  factors of 4 (until d leaves the first-order regime, > 1e-3), against R = 2⁴⁰, where any ε the
+  scan can resolve has faded below rounding. Powers of two,
   so that ρw is exact. A tensor whose deviation does not fall 16-fold from ρ = 2⁻⁴ to 2⁴ (what
   p ≥ ½ gives) is not scanned further: three forward passes, not 32.
 - :func:`law` (pure): the least-squares exponent of d on ρ over the points inside
   [:data:`WINDOW_ABOVE_ROUNDING`·tol, :data:`WINDOW_TOP`] — far enough above the rounding
   tolerance ``tol`` that rounding moves log d by ≤ 1e-3, small enough that the second-order term
   moves the local exponent by ≤ ≈1e-3 — with its 95 % t-interval. It *fades* when that interval
-  lies within ±:data:`RESOLUTION` of a derived exponent and, for p = 1, its scale is an ε's:
-  an additive term of the tensor's own size (a bias after a normalization's gain, γx̂ + β, feeding
-  the next normalization) also fades as ρ⁻¹, at a scale of order 10⁻²–1 of the tensor's norm,
-  where an ε added to a standard deviation acts at ε/σ — :data:`MAX_STD_SCALE` and below (Big
-  Transfer's 1e-10, the 1e-12 of hand-written standardizations). The claims then judge their identity at
-  ``rho_free`` and above, where the fitted deviation is 100× below ``tol``: the ε-free statement,
-  measured, not extrapolated.
+  lies within ±:data:`RESOLUTION` of a derived exponent and, for p = 1, its size is an ε's: an
+  additive term of the tensor's own size (a bias after a normalization's gain, γx̂ + β, feeding
+  the next normalization) also fades as ρ⁻¹, at 10⁻²–1 of the tensor's whole influence on the
+  output (d at ρ = 2⁻⁴⁰, where the tensor has all but vanished), where an ε added to a standard
+  deviation acts at ε/σ of it — :data:`MAX_STD_SCALE` and below (Big Transfer's 1e-10, the 1e-12
+  of hand-written standardizations). Relative to the influence, not absolute: a block damped by
+  a layer scale of 1e-6 (ConvNeXt) makes every deviation tiny, an ε's and a bias's alike.
+  The claims then judge their
+  identity at ``rho_free`` and above, where the fitted deviation is 100× below ``tol``: the
+  ε-free statement, measured, not extrapolated.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ WINDOW_TOP = 1e-3            # and d ≤ 1e-3: the first-order regime of ε (the
 RESOLUTION = 0.1             # the fitted exponent's interval within ±0.1 of 1 or 2
 FREE_MARGIN = 1e-2           # ε-free: the fitted deviation ≤ 1e-2·tol
 MIN_POINTS = 3
-MAX_STD_SCALE = 1e-3         # p = 1: an ε at most a thousandth of the deviation it is added to
+MAX_STD_SCALE = 1e-3         # p = 1: ε's effect at ρ = 1 ≤ 1e-3 of the tensor's influence
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ class Law:
         if not self.fades:
             if self.points < MIN_POINTS:
                 return "not scale-invariant: the deviation does not fade as ρ grows"
+            if abs(self.exponent - 1) <= RESOLUTION:
+                return (f"not scale-invariant: the deviation fades as ρ^−{self.exponent:.2f}, "
+                        f"but is {self.at_one:.2g} at the tensor's own norm, too large a share of "
+                        f"its influence for an ε (≤ {MAX_STD_SCALE:g}): an additive term of "
+                        "its own size (a bias)")
             return (f"not scale-invariant: the deviation fades as ρ^−{self.exponent:.2f} "
                     f"[{self.low:.2f}, {self.high:.2f}], not as a normalization's ε does (ρ⁻¹ or "
                     "ρ⁻²)")
@@ -88,6 +97,7 @@ def law(rhos, devs, tol: float) -> Law:
     from scipy import stats
 
     rhos, devs = np.asarray(rhos, float), np.asarray(devs, float)
+    influence = devs[np.argmin(rhos)]   # the tensor all but removed (ρ = 2⁻⁴⁰): its influence
     inside = np.isfinite(devs) & (devs >= WINDOW_ABOVE_ROUNDING * tol) & (devs <= WINDOW_TOP)
     n = int(inside.sum())
     if n < MIN_POINTS:
@@ -98,7 +108,7 @@ def law(rhos, devs, tol: float) -> Law:
     nearest = min(derived_exponents(), key=lambda q: abs(q - p))
     at_one = float(np.exp(fit.intercept))
     fades = bool(nearest - RESOLUTION <= p - half and p + half <= nearest + RESOLUTION
-                 and (nearest == 2 or at_one <= MAX_STD_SCALE))
+                 and (nearest == 2 or at_one <= MAX_STD_SCALE * influence))
     rho_free = math.nan
     if fades:   # at_one·ρ^(−p) ≤ FREE_MARGIN·tol
         rho_free = 2.0 ** math.ceil(math.log2(at_one / (FREE_MARGIN * tol)) / p)
@@ -113,32 +123,38 @@ def shift(law_: Law, grid_min: float) -> float:
     return max(1.0, 2.0 ** math.ceil(math.log2(law_.rho_free / grid_min)))
 
 
-def scan(model, x, name: str) -> np.ndarray:
-    """d(ρ) for ρ in :data:`SCAN_RHOS` (see the module), shape (len(SCAN_RHOS),); NaN where not
-    measured (every point but the screen's when the deviation does not fade). ``model`` in the
-    mode and precision it is judged in (float64, training mode); left as it was."""
+def scan(model, x, name: str, rhos: tuple[float, ...] = SCAN_RHOS) -> np.ndarray:
+    """d(ρ) for ρ in ``rhos`` (powers of two including :data:`SCREEN`, the smallest the
+    influence point; see the module), shape (len(rhos),); NaN where not measured (every point but
+    the screen's and the smallest when the deviation does not fade). ``model`` in the mode and
+    precision it is judged in (float64, training mode); left as it was."""
     import torch
 
-    from wd_claims.invariance import relative_change
     from wd_claims.probes import rescaled
 
-    out = np.full(len(SCAN_RHOS), np.nan)
+    out = np.full(len(rhos), np.nan)
     with torch.no_grad():
         with rescaled(model, name, REFERENCE):
             ref = model(x)
 
         def at(rho):
             with rescaled(model, name, rho):
-                return relative_change(model(x), ref)
+                return float((model(x) - ref).norm() / ref.norm())
 
         low, high = (at(r) for r in SCREEN)
         for r, d in zip(SCREEN, (low, high), strict=True):
-            out[SCAN_RHOS.index(r)] = d
+            out[rhos.index(r)] = d
+        smallest = int(np.argmin(rhos))
+        out[smallest] = at(rhos[smallest])   # the tensor's influence (see law)
         if not high * 16 <= low:
             return out
-        for i, rho in enumerate(SCAN_RHOS):
+        # from the largest ρ down, until the deviation leaves the first-order regime: below
+        # that ρ it only grows further out of the fit window (a fading deviation is monotone)
+        for i in sorted(range(len(rhos)), key=lambda j: -rhos[j]):
             if np.isnan(out[i]):
-                out[i] = at(rho)
+                out[i] = at(rhos[i])
+            if out[i] > WINDOW_TOP and rhos[i] < SCREEN[1]:
+                break
     return out
 
 

@@ -112,18 +112,21 @@ def epsilon_probe(model, x, y, names, depth: int, n: int, grid_min: float) -> di
     return {"eps_screen": screen, "eps_scan": scans, "eps_shift": shifts, "eps_tol": tol}
 
 
-def epsilon_judged(base, at_shift, scans, eps_tol: float, tol: float):
-    """(judged value per tensor, kind per tensor, law per tensor): where a tensor's deviation
-    fades as a normalization's ε does, the claim judges its identity at the shifted scale (the
-    ε-free statement, measured), elsewhere at the tensor's own scale (pure)."""
+def epsilon_judged(base, at_shift, scans, eps_tol: float, tol: float, *others):
+    """(judged values, kind per tensor, law per tensor, *judged others): where a tensor's
+    deviation fades as a normalization's ε does, the claim judges its identity at the shifted
+    scale (the ε-free statement, measured), elsewhere at the tensor's own scale (pure). ``base``,
+    ``at_shift``: one row (or value) per tensor, its worst over the row decides the kind;
+    ``others``: (base, at shift) pairs of more per-tensor arrays chosen the same way."""
     from wd_claims import epsilon
 
     base, at_shift = np.asarray(base, float), np.asarray(at_shift, float)
     laws = [epsilon.law(epsilon.SCAN_RHOS, s, eps_tol) for s in np.atleast_2d(scans)]
-    judged = np.array([a if law.fades else b for b, a, law in zip(base, at_shift, laws,
-                                                                  strict=True)])
-    kinds = [epsilon.kind(b, law, a, tol) for b, a, law in zip(base, at_shift, laws, strict=True)]
-    return judged, kinds, laws
+    fades = np.array([law.fades for law in laws], dtype=bool).reshape(-1, *[1] * (base.ndim - 1))
+    worst = base.reshape(len(laws), -1).max(1), at_shift.reshape(len(laws), -1).max(1)
+    kinds = [epsilon.kind(b, law, a, tol) for b, a, law in zip(*worst, laws, strict=True)]
+    return (np.where(fades, at_shift, base), kinds, laws,
+            *(np.where(fades, np.asarray(a, float), np.asarray(b, float)) for b, a in others))
 
 
 def epsilon_notes(names, kinds, laws) -> list[str]:
@@ -234,13 +237,22 @@ def cosines_along_sgd(model, x, y, names, steps: int, eta: float, lam: float,
     return out, at_shift
 
 
-def gradient_scaling(model, x, y, names, rhos) -> tuple[np.ndarray, np.ndarray]:
+def gradient_scaling(model, x, y, names, rhos, shifts=None) -> tuple[np.ndarray, np.ndarray]:
     """(errors, norms), each (len(names), len(rhos)): ‖ρ∇L(ρw) − ∇L(w)‖/‖∇L(w)‖ and ‖∇L(ρw)‖
-    (C3; ``rhos`` contains 1)."""
-    from wd_claims.probes import gradients, gradients_under_rescaling
+    (C3; ``rhos`` contains 1). ``shifts``: one s per tensor; the same measured with w replaced
+    by s·w where s ≠ 1, NaN rows elsewhere (the ε-free statement)."""
+    from wd_claims.probes import gradients, gradients_under_rescaling, rescaled
 
+    errors, norms = np.full((len(names), len(rhos)), np.nan), np.full((len(names), len(rhos)),
+                                                                       np.nan)
+    if shifts is not None:
+        for i, (name, s) in enumerate(zip(names, shifts, strict=True)):
+            if s != 1.0:
+                with rescaled(model, name, float(s)):
+                    errors[i], norms[i] = (a[0] for a in gradient_scaling(model, x, y, [name],
+                                                                          rhos))
+        return errors, norms
     one = list(rhos).index(1.0)
-    errors, norms = np.empty((len(names), len(rhos))), np.empty((len(names), len(rhos)))
     at_one = gradients(model, x, y, names)   # ρ = 1 is the same point for every tensor
     for i, n in enumerate(names):
         grads = gradients_under_rescaling(model, x, y, n, rhos, at_one=at_one[n])

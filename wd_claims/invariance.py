@@ -47,14 +47,27 @@ class TensorReport:
 EXACT_EPS = 1e-30
 
 
+def deterministic_train(model: nn.Module) -> nn.Module:
+    """``model`` in training mode (normalizations use batch statistics) with every stochastic
+    layer — dropout, stochastic depth (torchvision's ``StochasticDepth``) — in eval mode: the same
+    input gives the same output, so a rescaling's effect is all a probe sees."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) \
+                or type(module).__name__ == "StochasticDepth":
+            module.eval()
+    return model
+
+
 def float64_exact(model: nn.Module) -> nn.Module:
     """A float64 deep copy of ``model`` with every ``eps`` attribute (normalizations) set to
-    :data:`EXACT_EPS`, i.e. numerically zero: invariance is then exact up to rounding."""
+    :data:`EXACT_EPS`, i.e. numerically zero: invariance is then exact up to rounding. In
+    :func:`deterministic_train` mode."""
     twin = copy.deepcopy(model).double()
     for module in twin.modules():
         if isinstance(getattr(module, "eps", None), float):
             module.eps = EXACT_EPS
-    return twin.train()
+    return deterministic_train(twin)
 
 
 def relative_change(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -119,7 +132,8 @@ def _probe_setup(model: nn.Module, input_shape: tuple[int, ...], batch: int, see
                  exact_eps: bool = True):
     """(float64 twin of ``model`` moved to a generic point, a (batch, *input_shape) input); the
     twin's normalizations have ε ≈ 0 unless ``exact_eps`` is False (then the model's own ε)."""
-    twin = float64_exact(model) if exact_eps else copy.deepcopy(model).double().train()
+    twin = (float64_exact(model) if exact_eps
+            else deterministic_train(copy.deepcopy(model).double()))
     _move_to_generic_point(twin, seed)
     return twin, probe_input(input_shape, batch, seed)
 
@@ -129,10 +143,12 @@ def scale_invariance_map(model: nn.Module, input_shape: tuple[int, ...], *, batc
                          seed: int = 0, exact_eps: bool = True) -> list[TensorReport]:
     """One :class:`TensorReport` per parameter tensor of ``model`` (the model is untouched).
 
-    Invariant: an output change below :data:`FLOAT64_RTOL`, or one that fades with ρ as a
-    normalization's ε does (:mod:`wd_claims.epsilon`, scanned wherever the change exceeds the
-    forward pass's float64 rounding bound): then invariant up to ε, with its exponent. ``exact_eps``: probe with
-    every ``eps`` attribute ≈ 0 (default) or with the model's own ε (the atlas shows both).
+    Invariant: an output change within the forward pass's float64 rounding bound (exact), or one
+    that fades with ρ as a normalization's ε does (:mod:`wd_claims.epsilon`): then invariant up
+    to ε, with its exponent. (A fixed threshold, 1e-7 until issue 24, called ConvNeXt's damped
+    blocks — a layer scale of 1e-6 — invariant.)
+    ``exact_eps``: probe with every ``eps`` attribute ≈ 0 (default) or with the model's own ε
+    (the atlas shows both).
     """
     from wd_claims import epsilon
     from wd_claims.probes import forward_footprint, rounding_tolerance
@@ -154,8 +170,8 @@ def scale_invariance_map(model: nn.Module, input_shape: tuple[int, ...], *, batc
                 if not absorber:
                     absorber = _absorber(twin, base_io, store, rho)
                 param.copy_(original)
-            invariant, exponent = max(deviations) < FLOAT64_RTOL, float("nan")
-            if max(deviations) > tol:   # above rounding: an ε inside a normalization, or none?
+            invariant, exponent = max(deviations) <= tol, float("nan")
+            if not invariant:   # above rounding: an ε inside a normalization, or none?
                 law = epsilon.law(epsilon.SCAN_RHOS, epsilon.scan(twin, x, name), tol)
                 if law.fades:
                     invariant, exponent = True, law.exponent
@@ -189,7 +205,11 @@ def joint_invariant_groups(model: nn.Module, input_shape: tuple[int, ...], *, ba
     """
     if reports is None:
         reports = scale_invariance_map(model, input_shape, batch=batch, seed=seed)
-    norms = _absorbing_norms(reports)
+    # candidates: the normalizations that absorb an invariant tensor's scale, and every module
+    # with an ``eps`` (a normalization that may absorb only groups: ConvNeXt's depthwise conv and
+    # its bias feeding a LayerNorm); a candidate group counts only if its joint rescaling passes
+    norms = _absorbing_norms(reports) | {n for n, m in model.named_modules()
+                                         if isinstance(getattr(m, "eps", None), float)}
     twin, x = _probe_setup(model, input_shape, batch, seed)
     store, handles = _record_io(twin)
     try:
@@ -211,10 +231,7 @@ def joint_invariant_groups(model: nn.Module, input_shape: tuple[int, ...], *, ba
                        if relative_change(store[n][0], base_io[n][0]) > FLOAT64_RTOL]
             if changed:
                 groups.setdefault(changed[0], []).append(r.name)
-        found = []
-        for norm, names in groups.items():
-            if len(names) < 2:
-                continue
+        def joint_deviation(names) -> float:
             saved = {n: params[n].detach().clone() for n in names}
             deviations = []
             for rho in PROBE_RHOS:
@@ -223,10 +240,23 @@ def joint_invariant_groups(model: nn.Module, input_shape: tuple[int, ...], *, ba
                 deviations.append(relative_change(twin(x), base_out))
                 for n in names:
                     params[n].copy_(saved[n])
-            if max(deviations) < FLOAT64_RTOL:
-                modules = dict(twin.named_modules())
-                found.append(JointGroup(tuple(names), f"{norm} ({type(modules[norm]).__name__})",
-                                        max(deviations)))
+            return max(deviations)
+
+        found, modules = [], dict(twin.named_modules())
+        for norm, names in groups.items():
+            # the whole group, else each module's own tensors within it (a layer's kernel and
+            # bias, when the group also holds tensors that reach the norm through a residual sum)
+            owners: dict[str, list[str]] = {}
+            for n in names:
+                owners.setdefault(n.rpartition(".")[0], []).append(n)
+            whole = len(names) >= 2 and joint_deviation(names)
+            candidates = ([names] if whole is not False and whole < FLOAT64_RTOL
+                          else [g for g in owners.values() if len(g) >= 2 and len(owners) > 1])
+            for candidate in candidates:
+                deviation = whole if candidate is names else joint_deviation(candidate)
+                if deviation < FLOAT64_RTOL:
+                    found.append(JointGroup(tuple(candidate),
+                                            f"{norm} ({type(modules[norm]).__name__})", deviation))
         return found
     finally:
         for h in handles:
