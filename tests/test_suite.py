@@ -61,3 +61,23 @@ def test_worked_examples_run_through_the_command_line_path(pytester):
     report = (pytester.path / "r" / "latest.md").read_text()
     assert "Scale-invariance map" in report and "`attn.in_proj_weight`" in report
     assert "tiny_transformer' has no scale-invariant parameter tensor" in report
+
+
+def test_a_model_declaring_its_invariant_tensors_as_a_set_trains():
+    # The engine memoizes its probe of a run's tracked tensors on the spec: a user's set made the
+    # spec unhashable and every training claim raised TypeError (found running the worked
+    # examples through every claim).
+    from examples.user_models import weight_standardized_cnn
+    from wd_claims.run_config import TrainConfig
+    from wd_claims.run_parts import tracked_for
+    from wd_claims.suite import as_spec
+
+    spec = as_spec("ws", weight_standardized_cnn)
+    assert spec.expected_invariant == frozenset(weight_standardized_cnn.expected_invariant)
+    config = TrainConfig(etas=(0.1,), lams=(0.0,), steps=1, model="ws", width=8, spec=spec)
+    invariant, _ = tracked_for(config)
+    assert set(invariant) == set(weight_standardized_cnn.expected_invariant)
+    from wd_claims.zoo import ModelSpec
+
+    one = ModelSpec("one", weight_standardized_cnn, expected_invariant="features.0.weight")
+    assert one.expected_invariant == frozenset({"features.0.weight"})   # a name, not its letters

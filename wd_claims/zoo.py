@@ -31,6 +31,14 @@ class ModelSpec:
     # test beside the detected tensors.
     expected_invariant: Callable[[str, nn.Parameter], bool] | Collection[str] | None = None
 
+    def __post_init__(self):
+        # a collection of names is kept as a frozenset: a spec is hashable (the engine's probe of
+        # its tracked tensors is memoized on it; a user's set broke every training claim)
+        declared = self.expected_invariant
+        if declared is not None and not callable(declared):
+            names = {declared} if isinstance(declared, str) else declared
+            object.__setattr__(self, "expected_invariant", frozenset(names))
+
     def build(self, **kw) -> nn.Module:
         return _checked(self.name, self.factory, kw)
 
