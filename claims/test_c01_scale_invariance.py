@@ -21,7 +21,7 @@ import pytest
 import sympy
 import torch
 
-from wd_claims import theory
+from wd_claims import invariance, theory
 from wd_claims.claim import Claim, Judgement, Presentation, derivation, table
 from wd_claims.geometry_checks import (
     CONTROL,
@@ -101,7 +101,7 @@ def probe(spec, x, y, data_name: str, model=None) -> dict:
         "probe_deviation": np.array([r.deviation for r in tensor_map], dtype=float),
         "exact": per_tensor(exact_model, x64),
         **up_to_eps(exact_model),
-        "float32": per_tensor(model.train(), x),
+        "float32": per_tensor(invariance.deterministic_train(model), x),
         "control_available": has_control,
         "control": per_tensor(control64, x64) if has_control else np.full(len(names), np.nan),
         **({f"control_{k}": v for k, v in up_to_eps(control64).items()} if has_control else {}),

@@ -36,7 +36,7 @@ from wd_claims.geometry_checks import (
     probe_inputs,
     with_up_to_epsilon,
 )
-from wd_claims.invariance import float64_exact
+from wd_claims.invariance import deterministic_train, float64_exact
 from wd_claims.probes import rounding_tolerance, rounding_tolerance_reason
 from wd_claims.verdict import fmt
 from wd_claims.zoo import geometry_probe
@@ -65,18 +65,17 @@ def probe(spec, x, y, data_name: str, model=None) -> dict:
         return m
     x64 = x.double()
 
-    def cosines(net, xs, steps, prefix=""):   # with the ε scans and the ε-free cosines, into m
-        e = (epsilon_probe(net, xs, y, tested, m["depth"], m["reduction"], 1.0) if prefix != "f32"
-             else {"eps_shift": None})
-        cos, at_shift = cosines_along_sgd(net, xs, y, tested, steps, ETA, LAM, e["eps_shift"])
-        if prefix != "f32":
-            m.update({prefix + k: v for k, v in e.items()})
-            m[prefix + "cos_shift"] = at_shift
+    def cosines(net, steps, prefix=""):   # float64 ε≈0, with the ε scans and ε-free cosines
+        e = epsilon_probe(net, x64, y, tested, m["depth"], m["reduction"], 1.0)
+        cos, at_shift = cosines_along_sgd(net, x64, y, tested, steps, ETA, LAM, e["eps_shift"])
+        m.update({prefix + k: v for k, v in e.items()})
+        m[prefix + "cos_shift"] = at_shift
         return cos
 
-    m["cos"] = cosines(float64_exact(model), x64, SGD_STEPS)
-    m["cos_float32"] = cosines(model.train(), x, SGD_STEPS, "f32")
-    m["control_cos"] = (cosines(float64_exact(control), x64, 0, "control_")[:, 0]
+    m["cos"] = cosines(float64_exact(model), SGD_STEPS)
+    m["cos_float32"] = cosines_along_sgd(deterministic_train(model), x, y, tested, SGD_STEPS,
+                                         ETA, LAM)[0]
+    m["control_cos"] = (cosines(float64_exact(control), 0, "control_")[:, 0]
                         if control is not None else np.full(len(tested), np.nan))
     if control is not None:
         m["control_cos_shift"] = m["control_cos_shift"][:, 0]
