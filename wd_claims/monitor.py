@@ -153,7 +153,7 @@ class Monitor:
                 g = self._rows(p.grad, i)
             before.append((w, (g * g).sum(1), (g * w).sum(1)))
         self._before_w = before
-        self._hyper.append([list(astuple(optimizers.hyper_of(grp)))
+        self._hyper.append([list(astuple(optimizers.hyper_of(grp, optimizer)))
                             for grp in optimizer.param_groups])
 
     @torch.no_grad()

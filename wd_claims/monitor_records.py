@@ -15,7 +15,7 @@ import numpy as np
 from wd_claims import optimizers
 
 GRAM = ("ww", "wv", "vv", "gg", "gw")   # the recorded inner products (module docstring)
-HYPER = ("lr", "weight_decay", "momentum")
+HYPER = ("lr", "weight_decay", "momentum", "beta2")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,9 @@ class Tracked:
 @dataclass
 class Records:
     """Everything a monitor recorded, on the host. steps: (T,) optimizer steps (0-based);
-    gram: (T, R, 5) float64, GRAM order; hyper: (T, n_groups, 3) float64, HYPER order."""
+    gram: (T, R, 5) float64, GRAM order (NaN where the step was skipped); hyper: (T, n_groups, 4)
+    float64, HYPER order; skipped: (T,) bool, steps whose update did not happen (AMP's GradScaler
+    found an inf: a fused optimizer's step ran its hooks but left the weights)."""
 
     tracked: list[Tracked]
     steps: np.ndarray
@@ -44,6 +46,7 @@ class Records:
     units: bool
     decoupled_weight_decay: float | None = None
     missing_grad: dict[str, int] = field(default_factory=dict)   # name → recorded steps
+    skipped: np.ndarray | None = None
 
     def hyper_for(self, t: Tracked) -> np.ndarray:
         """(T, 3): the tensor's group's (η, weight_decay, μ); for ``sgdw`` the weight_decay column
@@ -83,3 +86,39 @@ def predicted_theta(rec: Records, t: Tracked, rule: str | None = None) -> np.nda
         return np.full(len(rec.steps), np.nan)
     return np.array([optimizers.predicted_angle(rule, optimizers.Hyper(*row))
                      for row in rec.hyper_for(t)])
+
+
+def tracking_theta(rec: Records, t: Tracked) -> np.ndarray:
+    """(T,) the angle the rule predicts along the run, schedule included: from the recorded start
+    norm, the rule's norm recursion (:func:`wd_claims.optimizers.recursion`) is iterated with the
+    hyperparameters in force at each step and the measured G (or update size U), and
+    θ_t = θ*_t·(x*_t/x̂_t)^power. At constant hyperparameters and x̂ at its fixed point this is
+    θ*; while the norm relaxes (τ steps) or lags a schedule it is what the theory predicts then.
+    Steps between records (``every`` > 1) advance x̂ with the last record's G or U."""
+    rule = t.rule
+    n = len(rec.steps)
+    out = np.full(n, np.nan)
+    if rule is None or n == 0:
+        return out
+    g = rec.gram[:, t.rows].sum(axis=1)
+    ww, wv, vv, gg = g[:, 0], g[:, 1], g[:, 2], g[:, 3]
+    h = rec.hyper_for(t)
+    skipped = rec.skipped if rec.skipped is not None else np.zeros(n, dtype=bool)
+    star = predicted_theta(rec, t)
+    x_hat = ww[0]
+    for i in range(n):
+        hyper = optimizers.Hyper(*h[i])
+        if hyper.weight_decay <= 0 or not np.isfinite(star[i]) or skipped[i]:
+            continue
+        r = optimizers.recursion(rule, hyper)
+        if r.family == "gradient":
+            drive = gg[i] * ww[i]                                   # G²
+            x_star = np.sqrt(r.B * drive / (1 - r.A))
+        else:
+            a = 1 - hyper.lr * hyper.weight_decay
+            drive = (a * a * ww[i] - 2 * a * wv[i] + vv[i]) / hyper.lr**2   # U² = ‖u‖²
+            x_star = r.B * drive / (1 - r.A)
+        out[i] = star[i] * (x_star / x_hat) ** r.power
+        for _ in range(rec.every):
+            x_hat = r.A * x_hat + (r.B * drive / x_hat if r.family == "gradient" else r.B * drive)
+    return out

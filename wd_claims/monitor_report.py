@@ -1,23 +1,28 @@
 """Verdicts, report and figure for :class:`wd_claims.monitor.Monitor`'s records.
 
-Criterion, fixed before measuring (the defaults; a user may fix others before a run): a window of
-``window`` recorded steps is cut into ``blocks`` blocks; each block's residual is
-log(θ_rms/θ*_rms) (RMS over the block's steps of the measured angle and of the prediction in force
-at each step); the window is *at equilibrium* when the blocks' 95 % t-interval of the mean residual
-lies inside ±log(1 + tolerance) — an equivalence test, so a noisy window cannot pass by being
-wide. Windows slide by one block; a tensor *reached* equilibrium at the first window end after
-which every window is inside; its verdict is the last window's (*equilibrium*), or *left
-equilibrium* (some earlier window was inside: the step it first was is reported), or, never
-inside, *off prediction* (the interval wholly outside the band) or *unresolved* (straddling it:
-too noisy to decide at this tolerance). Default tolerance 10 %: the
-formulas are exact steady states of the update rules, first order in ηλ only in their small-angle
-forms, and an independent measurement put AdamW's per-unit angle at 0.98–1.00 of Kosson et al.'s.
+Criterion, fixed before measuring (the defaults; a user may fix others before a run): the last
+``window`` recorded steps are cut into blocks of twice the residual's measured integrated
+autocorrelation time (at least ``window // blocks`` steps; :mod:`wd_claims.monitor_stats`); each
+block's residual is log(θ_rms/θ*_rms); a window is *inside* when the blocks' 95 % t-interval of the
+mean residual lies inside ±log(1 + tolerance) — an equivalence test, so a noisy window cannot pass
+by being wide. Two predictions are judged so, separately:
 
-A tensor whose gradient keeps a radial component (median |cos(g, w)| > ``radial_tolerance``;
-scale-invariant tensors measure ~1e-7 in float32) is reported *not scale-invariant*: the
-prediction does not apply. The negative control is the same criterion with a wrong optimizer's
-prediction (:data:`CONTROL`); it must be rejected, or the verdict says the criterion could not
-tell the two apart.
+- **steady state** θ*: the rule's rotational equilibrium at the hyperparameters in force.
+  Windows slide by one block; a tensor *reached* equilibrium at the first window end after which
+  every window is inside; its verdict is *equilibrium*, *left equilibrium* (some earlier window was
+  inside), or, never inside, *off prediction* (wholly outside the band) or *unresolved*.
+- **tracking**: the angle the rule's norm recursion predicts along the run from the recorded start
+  norm, schedule included (:func:`wd_claims.monitor_records.tracking_theta`): *tracks*, *off the
+  tracked prediction* or *unresolved* on the last window. Under a schedule that moves faster than
+  the relaxation time τ a tensor can track without being at a steady state.
+
+Default tolerance 10 %: the formulas are exact steady states of the update rules under their stated
+assumptions; the reference runs (:mod:`wd_claims.monitor_reference`) measure every rule within 5 %
+where those hold. A tensor whose gradient keeps a radial component is *not scale-invariant*: median
+|cos(g, w)|·√n > ``radial_tolerance`` (n entries; a gradient unrelated to w has |cos| ≈ 0.67/√n, a
+scale-invariant one measures ≤ 5e-3/√n in float32). The negative control is the same criterion
+with the λ-convention slip (weight_decay halved: θ* off by ≈ √2 at every hyperparameter of every
+rule); it is *rejected* only when its interval lies wholly outside the band.
 """
 
 from __future__ import annotations
@@ -25,27 +30,25 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 
 from wd_claims import optimizers
-from wd_claims.claim import t_interval
-from wd_claims.monitor_records import Records, Tracked, predicted_theta, series
+from wd_claims.monitor_records import Records, Tracked, predicted_theta, series, tracking_theta
+from wd_claims.monitor_stats import (
+    MIN_BLOCKS,
+    block_size,
+    inside,
+    interval,
+    outside,
+    window_residuals,
+)
 
-WINDOW, BLOCKS, TOLERANCE, LEVEL = 256, 8, 0.10, 0.95
-RADIAL_TOLERANCE = 1e-3   # median |cos(g, w)|: a fixed resolution, ≫ float32 rounding (~1e-7)
-# rule → (the wrong prediction's rule, the momentum it assumes or None: the group's own)
-CONTROL = MappingProxyType({
-    "sgd": ("sgd-momentum", 0.9), "sgd-momentum": ("sgd", None),
-    "sgdw": ("sgd", None), "adamw": ("sgd", None), "lion": ("adamw", 0.9)})
-CONTROL_TEXT = MappingProxyType({
-    "sgd": "SGD + momentum 0.9's formula", "sgd-momentum": "plain SGD's formula "
-    "(momentum ignored)", "sgdw": "coupled plain SGD's formula",
-                "adamw": "plain SGD's formula (β₁ and the preconditioner ignored)",
-                "lion": "AdamW's formula at β₁ = 0.9"})
+WINDOW, BLOCKS, TOLERANCE, LEVEL = 512, 16, 0.10, 0.95
+RADIAL_TOLERANCE = 0.1   # median |cos(g, w)|·√n (module docstring)
+CONTROL_TEXT = "the same rule with weight_decay halved (the λ-convention slip; θ* ÷ ≈√2)"
 
 
 @dataclass
@@ -64,39 +67,22 @@ class TensorVerdict:
     tau: float = math.nan     # predicted relaxation time (steps) at the last step
     control_rejected: bool | None = None
     control: str = ""
-    radial: float = math.nan  # median |cos(g, w)|
+    radial: float = math.nan  # median |cos(g, w)|·√n
     windows_inside: str = ""  # "inside/all" sliding windows
+    tracking: str = ""        # tracks | off the tracked prediction | unresolved
+    track_ratio: float = math.nan
+    track_ci: tuple[float, float] = (math.nan, math.nan)
+    block: float = math.nan   # block length (recorded steps) and the measured τ_int behind it
+    tau_int: float = math.nan
     note: str = ""
 
 
-def window_residuals(theta, pred, window: int, blocks: int) -> list[tuple[int, np.ndarray]]:
-    """[(end index, (blocks,) residuals log(θ_rms/θ*_rms)) per window]; theta, pred: (T,)."""
-    size = window // blocks
-    out = []
-    for end in range(window, len(theta) + 1, size):
-        th = theta[end - window: end].reshape(blocks, size)
-        pr = pred[end - window: end].reshape(blocks, size)
-        out.append((end, np.log(np.sqrt(np.nanmean(th**2, 1)) / np.sqrt(np.nanmean(pr**2, 1)))))
-    return out
-
-
-def interval(residuals, level: float = LEVEL) -> tuple[float, float, float]:
-    """(mean, low, high): the t-interval of the mean of (n,) block residuals (the suite's one
-    block interval, :func:`wd_claims.claim.t_interval`)."""
-    ci = t_interval(residuals, level)
-    return float(ci.estimate), float(ci.low), float(ci.high)
-
-
-def inside(ci, tolerance: float) -> bool:
-    """The equivalence criterion: the whole interval within ±log(1 + tolerance)."""
-    band = math.log1p(tolerance)
-    return bool(np.isfinite(ci[1]) and -band <= ci[1] and ci[2] <= band)
-
-
-def outside(ci, tolerance: float) -> bool:
-    """The interval lies wholly outside ±log(1 + tolerance): measurably off the prediction."""
-    band = math.log1p(tolerance)
-    return bool(np.isfinite(ci[1]) and (ci[1] > band or ci[2] < -band))
+def _judge_window(theta, pred, window, block, tolerance):
+    """(mean, low, high) of the last window, or None when it holds too few blocks."""
+    wins = window_residuals(theta, pred, window, block)
+    if not wins or window // block < MIN_BLOCKS:
+        return None, wins
+    return interval(wins[-1][1]), wins
 
 
 def judge_tensor(rec: Records, t: Tracked, *, window: int = WINDOW, blocks: int = BLOCKS,
@@ -104,11 +90,14 @@ def judge_tensor(rec: Records, t: Tracked, *, window: int = WINDOW, blocks: int 
                  ) -> TensorVerdict:
     """A pure function of the records: see the module docstring."""
     s = series(rec, t)
-    radial = float(np.nanmedian(np.abs(s["cos_gw"]))) if len(s["cos_gw"]) else math.nan
+    n = int(np.prod(t.shape))
+    cos = np.abs(s["cos_gw"][np.isfinite(s["cos_gw"])])
+    radial = float(np.median(cos) * math.sqrt(n)) if len(cos) else math.nan
     v = TensorVerdict(t.name, t.rule, "", radial=radial, note=t.rule_note)
     if np.isfinite(radial) and radial > radial_tolerance:
         v.status = "not scale-invariant"
-        v.note = f"median |cos(g, w)| = {radial:.2g} > {radial_tolerance:g}: a radial gradient"
+        v.note = (f"median |cos(g, w)|·√n = {radial:.2g} > {radial_tolerance:g}: a radial "
+                  "gradient")
         return v
     if t.rule is None:
         v.status = "no prediction"
@@ -118,19 +107,28 @@ def judge_tensor(rec: Records, t: Tracked, *, window: int = WINDOW, blocks: int 
         v.status = "no decay"
         v.note = "weight decay 0: no equilibrium (the norm grows, C4)"
         return v
-    pred = predicted_theta(rec, t)
-    v.tau = optimizers.relaxation_steps(t.rule, optimizers.Hyper(*h[-1])) if len(h) else math.nan
-    wins = window_residuals(s["theta"], pred, window, blocks)
-    if not wins:
+    if len(rec.steps) < window:
         v.status = "too short"
         v.note = f"{len(rec.steps)} recorded steps < window {window}"
         return v
+    theta, pred, track = s["theta"], predicted_theta(rec, t), tracking_theta(rec, t)
+    v.tau = optimizers.relaxation_steps(t.rule, optimizers.Hyper(*h[-1]))
+    _judge_tracking(v, theta, track, window, blocks, tolerance)
+    block, v.tau_int = block_size(theta, pred, window, blocks)
+    v.block = block
+    last, wins = _judge_window(theta, pred, window, block, tolerance)
+    if last is None:
+        v.status = "unresolved"
+        v.note = (f"the residual is autocorrelated over τ_int = {v.tau_int:.0f} steps: blocks of "
+                  f"{block} leave {window // block} < {MIN_BLOCKS} in the window of {window}; a "
+                  f"window of ≥ {MIN_BLOCKS * block} recorded steps decides")
+        return v
     ok = [inside(interval(r), tolerance) for _, r in wins]
-    mean, lo, hi = interval(wins[-1][1])
+    mean, lo, hi = last
     v.ratio, v.ratio_ci = math.exp(mean), (math.exp(lo), math.exp(hi))
-    last = slice(wins[-1][0] - window, wins[-1][0])
-    v.theta = float(np.sqrt(np.mean(s["theta"][last] ** 2)))
-    v.theta_pred = float(np.sqrt(np.mean(pred[last] ** 2)))
+    span = slice(wins[-1][0] - window // block * block, wins[-1][0])
+    v.theta = float(np.sqrt(np.nanmean(theta[span] ** 2)))
+    v.theta_pred = float(np.sqrt(np.nanmean(pred[span] ** 2)))
     v.windows_inside = f"{sum(ok)}/{len(ok)}"
     if ok[-1]:
         first = len(ok) - next(i for i, good in enumerate(reversed(ok)) if not good) \
@@ -141,22 +139,40 @@ def judge_tensor(rec: Records, t: Tracked, *, window: int = WINDOW, blocks: int 
         v.reached_step = int(rec.steps[wins[ok.index(True)][0] - 1])
         v.note = (f"a window was inside first at step {v.reached_step}; the last is outside (e.g. "
                   "a schedule moving faster than the relaxation time τ: the angle lags)")
-    elif outside(interval(wins[-1][1]), tolerance):
+    elif outside(last, tolerance):
         v.status = "off prediction"
         v.note = "the last window's interval lies wholly outside the band"
     else:
         v.status = "unresolved"
         v.note = ("the last window's interval straddles the band's edge: too noisy to decide at "
                   "this tolerance (a longer window narrows it)")
-    wrong, mu = CONTROL[t.rule]
-    hc = h.copy()
-    if mu is not None:
-        hc[:, 2] = mu
-    cpred = np.array([optimizers.predicted_angle(wrong, optimizers.Hyper(*row)) for row in hc])
-    v.control = CONTROL_TEXT[t.rule]
-    v.control_rejected = not inside(interval(window_residuals(s["theta"], cpred, window,
-                                                              blocks)[-1][1]), tolerance)
+    control = predicted_theta(_halved(rec, t), t)
+    v.control = CONTROL_TEXT
+    ctrl, _ = _judge_window(theta, control, window, block, tolerance)
+    v.control_rejected = ctrl is not None and outside(ctrl, tolerance)
     return v
+
+
+def _judge_tracking(v: TensorVerdict, theta, track, window, blocks, tolerance) -> None:
+    """The tracking verdict on the last window, its blocks sized from its own residual."""
+    block, tau = block_size(theta, track, window, blocks)
+    tracked, _ = _judge_window(theta, track, window, block, tolerance)
+    if tracked is None:
+        v.tracking = f"unresolved (τ_int {tau:.0f})"
+        return
+    v.track_ratio = math.exp(tracked[0])
+    v.track_ci = (math.exp(tracked[1]), math.exp(tracked[2]))
+    v.tracking = "tracks" if inside(tracked, tolerance) else (
+        "off the tracked prediction" if outside(tracked, tolerance) else "unresolved")
+
+
+def _halved(rec: Records, t: Tracked) -> Records:
+    """The records with the tensor's weight decay halved (the control): its group's column, or
+    the decoupled λ_w a ``sgdw`` monitor was given."""
+    hyper = rec.hyper.copy()
+    hyper[:, t.group, 1] /= 2
+    wd = rec.decoupled_weight_decay
+    return replace(rec, hyper=hyper, decoupled_weight_decay=None if wd is None else wd / 2)
 
 
 def judge_records(rec: Records, **criterion) -> list[TensorVerdict]:
@@ -171,15 +187,18 @@ def _fmt(x: float, digits: int = 3) -> str:
 def summary_table(verdicts: list[TensorVerdict]) -> str:
     """A markdown table (readable in a terminal) of the verdicts."""
     rows = ["| tensor | rule | θ (rad) | θ* (rad) | θ/θ* [95 % CI] | verdict | reached at step | "
-            "windows inside | τ (steps) | control rejected |",
-            "|---|---|---:|---:|---|---|---:|---:|---:|---|"]
+            "windows inside | tracking θ/θ_track [95 % CI] | block (τ_int) | control rejected |",
+            "|---|---|---:|---:|---|---|---:|---:|---|---:|---|"]
     for v in verdicts:
         ci = "—" if not np.isfinite(v.ratio) else \
             f"{v.ratio:.3f} [{v.ratio_ci[0]:.3f}, {v.ratio_ci[1]:.3f}]"
         ctrl = "—" if v.control_rejected is None else ("yes" if v.control_rejected else "**NO**")
+        track = "—" if not np.isfinite(v.track_ratio) else \
+            f"{v.tracking}: {v.track_ratio:.3f} [{v.track_ci[0]:.3f}, {v.track_ci[1]:.3f}]"
+        block = "—" if not np.isfinite(v.block) else f"{v.block:.0f} ({v.tau_int:.0f})"
         rows.append(f"| {v.name} | {v.rule or '—'} | {_fmt(v.theta)} | {_fmt(v.theta_pred)} | "
                     f"{ci} | {v.status} | {v.reached_step if v.reached_step is not None else '—'}"
-                    f" | {v.windows_inside or '—'} | {_fmt(v.tau)} | {ctrl} |")
+                    f" | {v.windows_inside or '—'} | {track} | {block} | {ctrl} |")
     return "\n".join(rows)
 
 

@@ -12,8 +12,11 @@ hyperparameters in force at that step (a schedule is followed step by step):
   cos θ* = (a+μ)/(1+μa), a = 1 − ηλ_w (E2), θ* ≈ √(2ηλ_w(1−μ)/(1+μ)).
 - ``adamw`` — ``AdamW(lr=η, weight_decay=λ_w, betas=(β₁, β₂))``, decoupled: cos θ* =
   (a+β₁)/(1+β₁a) (E2; Kosson et al. 2024's rotational equilibrium), θ* ≈ √(2ηλ_w(1−β₁)/(1+β₁)).
-- ``lion`` — a ``Lion(lr=η, weight_decay=λ_w)``, decoupled, sign updates: cos θ* = a
-  (:func:`lion_equilibrium`, consecutive updates taken as uncorrelated), θ* ≈ √(2ηλ_w).
+- ``lion`` — a ``Lion(lr=η, weight_decay=λ_w, betas=(β₁, β₂))``, decoupled, sign updates:
+  cos θ* = a + (1−a²)S/(1+2aS), S the discounted sum of the correlations between successive signs
+  that β₁ and β₂ create (:mod:`wd_claims.theory.rules`; epfml/REQ's published formula is its
+  small-angle, V → 0 limit). Taking the signs as uncorrelated (cos θ* = a) put a lion-pytorch run
+  6× off.
 
 Not derived, so the monitor records and says the prediction is missing: Nesterov momentum, Adam
 with coupled L2 decay (``Adam(weight_decay>0)`` without ``decoupled_weight_decay``), any other
@@ -32,6 +35,7 @@ import sympy as sp
 
 from wd_claims import theory
 from wd_claims.config import torch_weight_decay
+from wd_claims.theory import rules
 
 RULES = ("sgd", "sgd-momentum", "sgdw", "adamw", "lion")
 LION_CLASS_NAMES = ("Lion",)   # lion-pytorch's and most ports' class name
@@ -44,37 +48,14 @@ class Hyper:
     lr: float                # η
     weight_decay: float      # PyTorch's weight_decay (coupled wd, or decoupled λ_w)
     momentum: float = 0.0    # μ (SGD) or β₁ (Adam, Lion)
-
-
-def lion_equilibrium() -> theory.Derivation:
-    """Lion with decoupled decay: w_{t+1} = a·w_t − η·u_t, a = 1 − ηλ_w, u_t = sign(·) so
-    ‖u_t‖² = C (the number of entries) exactly. Given ⟨u_t, w_t⟩ = 0 (a random walk on the
-    sphere; the assumption the measured radial share tests), P_t = ⟨w_t, w_{t+1}⟩ = aX_t exactly,
-    the steady norm is X* = η²C/(1 − a²) and cos θ* = a: θ* ≈ √(2ηλ_w)."""
-    eta, lam_w = theory.eta, theory.lam_w
-    C, X = sp.symbols("C X", positive=True)
-    a = 1 - eta * lam_w
-    x_star = sp.solve(sp.Eq(a**2 * X + eta**2 * C, X), X)[0]
-    cos_star = sp.simplify((a * x_star) / x_star)
-    small = sp.Symbol("s", positive=True)
-    limit = sp.limit((sp.acos(cos_star) ** 2 / (2 * eta * lam_w)).subs(lam_w, small / eta),
-                     small, 0, "+")
-    return theory.Derivation(
-        claim="monitor: Lion",
-        statement="Lion, decoupled decay: cos theta* = a = 1 - eta lambda_w, X* = eta^2 C/(1-a^2)",
-        exprs={"cos_star": cos_star, "x_star": x_star},
-        proved={"X* = a^2 X* + eta^2 C": theory._is_zero(a**2 * x_star + eta**2 * C - x_star),
-                "cos theta* == 1 - eta lambda_w": theory._is_zero(cos_star - a),
-                "theta*^2/(2 eta lambda_w) -> 1 as eta lambda_w -> 0": theory._is_zero(limit - 1)},
-    )
+    beta2: float = 0.0       # Lion's β₂ (its momentum's own decay); unused by the other rules
 
 
 @functools.cache
 def _cos_functions() -> dict:
     """rule → cos θ*(η, weight_decay, μ) as a numpy function, from the derivations' expressions."""
-    e1, e2, lion = theory.e01_momentum_equilibrium(), theory.e02_decoupled_decay(), \
-        lion_equilibrium()
-    for d in (e1, e2, lion):
+    e1, e2 = theory.e01_momentum_equilibrium(), theory.e02_decoupled_decay()
+    for d in (e1, e2, rules.lion_equilibrium()):
         if not all(d.proved.values()):
             raise AssertionError(d.text)
     eta, lam, mu, lam_w = theory.eta, theory.lam, theory.mu, theory.lam_w
@@ -82,10 +63,9 @@ def _cos_functions() -> dict:
     # E1 speaks the article's λ; PyTorch's coupled weight_decay wd = torch_weight_decay(λ) = 2λ
     coupled = e1.exprs["cos_star"].subs(lam, wd / torch_weight_decay(1))
     decoupled = e2.exprs["cos_star"].subs(lam_w, wd)
-    lion_cos = lion.exprs["cos_star"].subs(lam_w, wd)
     make = lambda e: sp.lambdify((eta, wd, mu), e, "math")  # noqa: E731
     return {"sgd": make(coupled.subs(mu, 0)), "sgd-momentum": make(coupled),
-            "sgdw": make(decoupled), "adamw": make(decoupled), "lion": make(lion_cos + 0 * mu)}
+            "sgdw": make(decoupled), "adamw": make(decoupled)}
 
 
 def predicted_cos(rule: str, h: Hyper) -> float:
@@ -94,6 +74,8 @@ def predicted_cos(rule: str, h: Hyper) -> float:
         raise ValueError(f"no prediction for rule {rule!r}; known: {RULES}")
     if h.weight_decay <= 0:
         return float("nan")    # no decay: no equilibrium (C4's spiral out)
+    if rule == "lion":
+        return rules.lion_cos(h.lr, h.weight_decay, h.momentum, h.beta2)
     return float(_cos_functions()[rule](h.lr, h.weight_decay, h.momentum))
 
 
@@ -112,6 +94,32 @@ def relaxation_steps(rule: str, h: Hyper) -> float:
         return (1 - h.momentum) / (8 * h.lr * lam * (1 - h.lr * lam))
     a = 1 - h.lr * h.weight_decay
     return 1 / (1 - a * a)
+
+
+@dataclass(frozen=True)
+class Recursion:
+    """The rule's expected norm recursion x_{t+1} = A·x_t + B·G²/x_t (``gradient``: the update
+    scales with the loss gradient, G = ‖g‖‖w‖ measured) or x_{t+1} = A·x_t + B·U² (``scale-free``:
+    Adam, Lion, U = ‖u‖ the measured size of the update direction), and the angle it implies:
+    θ_t = θ*·(x*/x_t)^power, x* the recursion's fixed point (power 1: θ ∝ G/x; ½: θ ∝ U/√x)."""
+
+    family: str
+    A: float
+    B: float
+    power: float
+
+
+def recursion(rule: str, h: Hyper) -> Recursion:
+    """The norm recursion of ``rule`` at ``h`` (long-time form for momentum: a gradient's total
+    displacement η/(1−μ); coupled decay passes through the momentum, decoupled does not)."""
+    if rule in ("sgd", "sgd-momentum", "sgdw"):
+        mu = h.momentum if rule != "sgd" else 0.0
+        decay = h.lr * h.weight_decay / (1 - mu) if rule != "sgdw" else h.lr * h.weight_decay
+        return Recursion("gradient", (1 - decay) ** 2, (h.lr / (1 - mu)) ** 2, 1.0)
+    a = 1 - h.lr * h.weight_decay
+    corr = h.momentum / (1 - a * h.momentum) if rule == "adamw" else \
+        rules.lion_sum(a, h.momentum, h.beta2)
+    return Recursion("scale-free", a * a, h.lr**2 * (1 + 2 * a * corr), 0.5)
 
 
 def rule_of(optimizer, group: dict) -> tuple[str | None, str]:
@@ -137,13 +145,18 @@ def rule_of(optimizer, group: dict) -> tuple[str | None, str]:
     return None, f"{name}: no prediction derived (known: SGD, SGD+momentum, AdamW, Lion)"
 
 
-def hyper_of(group: dict) -> Hyper:
-    """The group's current (η, weight_decay, μ or β₁): read at every recorded step, so a
-    learning-rate or weight-decay schedule is followed."""
+def hyper_of(group: dict, optimizer=None) -> Hyper:
+    """The group's current (η, weight_decay, μ or β₁, β₂): read at every recorded step, so a
+    learning-rate or weight-decay schedule is followed. lion-pytorch's
+    ``Lion(decoupled_weight_decay=True)`` decays by η·wd/η₀ per step (η₀ its initial learning
+    rate): λ_w is then wd/η₀."""
     lr = float(group["lr"])
     wd = float(group.get("weight_decay", 0.0))
     if "betas" in group:
-        return Hyper(lr, wd, float(group["betas"][0]))
+        if getattr(optimizer, "decoupled_wd", False) and getattr(optimizer, "_init_lr", None):
+            wd = wd / float(optimizer._init_lr)
+        beta1, beta2 = (float(b) for b in group["betas"])
+        return Hyper(lr, wd, beta1, beta2)
     return Hyper(lr, wd, float(group.get("momentum", 0.0)))
 
 
