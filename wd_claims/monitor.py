@@ -18,8 +18,16 @@ and tangential parts of the update, the effective learning rate, the prediction
 float32 cosine resolves θ only to √(2·2⁻²³) ≈ 5e-4 rad, 5 % of a typical 1e-2 rad step.
 
 The records stay on the device in a (chunk, rows, 5) buffer and reach the host once per chunk (one
-synchronization per ``chunk`` recorded steps, none per step). The records and their algebra:
-:mod:`wd_claims.monitor_records`; verdicts, report and figure: :mod:`wd_claims.monitor_report`.
+synchronization per ``chunk`` recorded steps, none per step). Inside trainers
+(:mod:`wd_claims.integrations`): ``capture="external"`` lets the trainer's own "gradients ready"
+hook capture (w_t, g_t) when the step runs a closure (Lightning); :meth:`Monitor.sync` records the
+steps AMP's ``GradScaler`` skipped without calling ``step()``; a fused optimizer's step, which
+the scaler calls with the gradients still scaled, is unscaled by its ``grad_scale`` and, when it
+``found_inf``, recorded as skipped. Sharded parameters (FSDP2's DTensors): each rank's local
+inner products are summed over the shard group (one all-reduce per recorded step), so every rank
+records the global values; :meth:`Monitor.report` writes on rank 0 only. The records and their
+algebra: :mod:`wd_claims.monitor_records`; verdicts, report and figure:
+:mod:`wd_claims.monitor_report`.
 """
 
 from __future__ import annotations
@@ -51,13 +59,15 @@ class Monitor:
             ``decoupled_weight_decay`` (λ_w applied by the user's loop, not by torch's SGD).
         chunk: recorded steps kept on the device between copies to the host.
         progress: print a line every ``progress`` recorded steps (0: silent).
+        capture: ``"hook"`` (the optimizer's step pre-hook reads w_t and g_t) or ``"external"``
+            (the caller calls :meth:`capture` once the gradients are ready; closures allowed).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *,
                  input_shape: tuple[int, ...] | None = None, tensors: list[str] | None = None,
                  every: int = 1, units: bool = False, rule: str | None = None,
                  decoupled_weight_decay: float | None = None, chunk: int = 256,
-                 progress: int = 0):
+                 progress: int = 0, capture: str = "hook"):
         if isinstance(optimizer, torch.optim.LBFGS):
             raise TypeError("LBFGS is closure-based: it evaluates several gradients per step, so "
                             "'the update of step t' has no single gradient; use a first-order "
@@ -66,11 +76,17 @@ class Monitor:
             raise ValueError(f"every = {every} and chunk = {chunk} must be ≥ 1")
         if rule is not None and rule not in optimizers.RULES:
             raise ValueError(f"rule {rule!r}: choose one of {optimizers.RULES}")
+        if capture not in ("hook", "external"):
+            raise ValueError(f"capture = {capture!r}: 'hook' or 'external'")
+        if getattr(optimizer, "_wd_claims_monitor", None) is not None:
+            raise RuntimeError("a wd_claims Monitor is already attached to this optimizer: close() "
+                               "it first (two would double every hook and every record)")
         if rule == "sgdw" and decoupled_weight_decay is None:
             raise ValueError("rule='sgdw' needs decoupled_weight_decay=λ_w (torch's SGD applies no "
                              "decoupled decay; the monitor cannot see the loop's own)")
         self.model, self.optimizer, self.every, self.units = model, optimizer, every, units
-        self.chunk, self.progress = chunk, progress
+        self.chunk, self.progress, self.capture_mode = chunk, progress, capture
+        model = unwrap(model)
         self._progress_lines = 0   # progress lines printed: one per ``progress`` recorded steps
         self.decoupled_weight_decay = decoupled_weight_decay
         names = self._names(model, input_shape, tensors)
@@ -84,6 +100,9 @@ class Monitor:
             g = group_of[id(p)]
             found, note = optimizers.rule_of(optimizer, optimizer.param_groups[g])
             chosen = rule or found
+            if units and is_sharded(p):
+                raise NotImplementedError(f"{name} is sharded (a DTensor): units=True splits rows "
+                                          "across ranks; record per tensor (units=False)")
             n = p.shape[0] if units and p.dim() > 1 else 1
             self.tracked.append(Tracked(name, tuple(p.shape), g, chosen,
                                         note if rule is None else f"rule {rule!r} given",
@@ -93,15 +112,19 @@ class Monitor:
         missing = sorted({t.rule_note for t in self.tracked if t.rule is None})
         for why in missing:
             warnings.warn(f"wd_claims.monitor records but cannot judge: {why}", stacklevel=2)
-        device = self._params[0].device
+        device = local(self._params[0]).device
+        self._group = shard_group(self._params)
         self._buf = torch.zeros((chunk, rows, len(GRAM)), dtype=torch.float64, device=device)
+        self._skip = torch.zeros(chunk, dtype=torch.float64, device=device)
         self._slot, self._step, self._before_w = 0, 0, None
         self._host: list[np.ndarray] = []
+        self._host_skip: list[np.ndarray] = []
         self._steps: list[int] = []
         self._hyper: list[list[list[float]]] = []
         self._missing: dict[str, int] = {}
         self._hooks = [optimizer.register_step_pre_hook(self._pre),
                        optimizer.register_step_post_hook(self._post)]
+        optimizer._wd_claims_monitor = self
 
     @staticmethod
     def _names(model, input_shape, tensors) -> list[str]:
@@ -114,9 +137,19 @@ class Monitor:
         if input_shape is None:
             raise ValueError("give input_shape=(C, H, W) (one example's shape) so the detector can "
                              "probe the model, or tensors=[names] to track")
-        probe = copy.deepcopy(model).cpu()
-        names = [n for n in scale_invariant_names(probe, tuple(input_shape))
-                 if dict(model.named_parameters())[n].requires_grad]
+        if any(is_sharded(p) for p in model.parameters()):
+            raise ValueError("the model's parameters are sharded (DTensors): run the detector on "
+                             "the unsharded model first, names = wd_claims.invariance."
+                             "scale_invariant_names(model, input_shape), and pass tensors=names")
+        names = None
+        if not distributed() or torch.distributed.get_rank() == 0:   # the detector runs once
+            probe = copy.deepcopy(model).cpu()
+            names = [n for n in scale_invariant_names(probe, tuple(input_shape))
+                     if dict(model.named_parameters())[n].requires_grad]
+        if distributed():
+            box = [names]
+            torch.distributed.broadcast_object_list(box, src=0)
+            names = box[0]
         if not names:
             raise NoScaleInvariantTensor(
                 f"{type(model).__name__} has no trainable scale-invariant tensor (no "
@@ -132,15 +165,31 @@ class Monitor:
 
     def _pre(self, optimizer, args, kwargs):
         # step's positional arguments (torch passes the optimizer itself first): a closure?
-        if [a for a in args if a is not optimizer] or (kwargs or {}).get("closure") is not None:
+        # (accelerate passes closure=None positionally: None is no closure)
+        closure = [a for a in args if a is not optimizer and a is not None] or \
+            (kwargs or {}).get("closure")
+        if self.capture_mode == "external":
+            return
+        if closure:
             raise RuntimeError("optimizer.step(closure): closure-based steps re-evaluate the "
-                               "gradient inside the step; the monitor needs step() without one")
+                               "gradient inside the step; the monitor needs step() without one "
+                               "(or capture='external' and a call to capture() once the "
+                               "gradients are ready, as the Lightning callback does)")
+        self.capture()
+
+    @torch.no_grad()
+    def capture(self) -> None:
+        """Reads w_t and g_t (and the hyperparameters in force) for the coming step; the
+        optimizer's post-hook completes the record. Called by the pre-hook, or by the caller in
+        ``capture="external"`` mode once the gradients are ready."""
+        optimizer = self.optimizer
         self._before_w = None
         if self._step % self.every:
             return
+        scale = getattr(optimizer, "grad_scale", None)   # a fused step under GradScaler
         before = []
         for i, p in enumerate(self._params):
-            w = self._rows(p, i)
+            w = self._rows(local(p), i)
             if p.grad is None:
                 self._missing[self.tracked[i].name] = self._missing.get(self.tracked[i].name,
                                                                          0) + 1
@@ -150,7 +199,9 @@ class Monitor:
                                 "(embedding-style) tensor is not scale-invariant; leave it out "
                                 "with tensors=[...]")
             else:
-                g = self._rows(p.grad, i)
+                g = self._rows(local(p.grad), i)
+                if scale is not None:
+                    g = g / scale.to(g)
             before.append((w, (g * g).sum(1), (g * w).sum(1)))
         self._before_w = before
         self._hyper.append([list(astuple(optimizers.hyper_of(grp, optimizer)))
@@ -162,18 +213,40 @@ class Monitor:
         if self._before_w is None:
             return
         for i, (p, (w, gg, gw)) in enumerate(zip(self._params, self._before_w, strict=True)):
-            v = self._rows(p, i)
+            v = self._rows(local(p), i)
             self._buf[self._slot, self.tracked[i].rows] = torch.stack(
                 ((w * w).sum(1), (w * v).sum(1), (v * v).sum(1), gg, gw), dim=1)
+        found_inf = getattr(optimizer, "found_inf", None)
+        self._skip[self._slot] = 0.0 if found_inf is None else found_inf.to(self._skip).sum()
+        if self._group is not None:                     # local shards → global inner products
+            all_reduce(self._buf[self._slot], self._group)
         self._before_w = None
         self._steps.append(step)
         self._slot += 1
         if self._slot == self.chunk:
             self._flush()
 
+    def sync(self, steps_taken: int) -> None:
+        """Records as *skipped* every optimizer step up to ``steps_taken`` whose ``step()`` never
+        ran (AMP's ``GradScaler`` found an inf and did not call it: no hook fired). Trainers'
+        callbacks call it with their own step count; a plain loop under a scaler calls it with
+        the iteration number + 1."""
+        while self._step < steps_taken:
+            if self._step % self.every == 0:
+                self._hyper.append([list(astuple(optimizers.hyper_of(grp, self.optimizer)))
+                                    for grp in self.optimizer.param_groups])
+                self._buf[self._slot] = float("nan")
+                self._skip[self._slot] = 1.0
+                self._steps.append(self._step)
+                self._slot += 1
+                if self._slot == self.chunk:
+                    self._flush()
+            self._step += 1
+
     def _flush(self) -> None:
         if self._slot:
             self._host.append(self._buf[: self._slot].cpu().numpy().copy())
+            self._host_skip.append(self._skip[: self._slot].cpu().numpy() > 0)
             self._slot = 0
             # the records reach the host once per chunk: print if a multiple of ``progress``
             # was passed since the last line (at most one line per flush)
@@ -184,19 +257,30 @@ class Monitor:
 
     # --- results ----------------------------------------------------------------------------
 
-    def records(self) -> Records:
-        """Everything recorded so far, on the host (copies the device buffer's partial chunk)."""
-        parts = list(self._host)
+    def records(self, since: int = 0) -> Records:
+        """Everything recorded so far (from the ``since``-th record on), on the host; copies the
+        device buffer's partial chunk. O(new records) for a logger that asks every few steps."""
+        first = since // self.chunk
+        parts, skips = list(self._host[first:]), list(self._host_skip[first:])
         if self._slot:
             parts.append(self._buf[: self._slot].cpu().numpy().copy())
-        rows = self._buf.shape[1]
-        gram = np.concatenate(parts) if parts else np.zeros((0, rows, len(GRAM)))
+            skips.append(self._skip[: self._slot].cpu().numpy() > 0)
+        rows, cut = self._buf.shape[1], since - first * self.chunk
+        gram = np.concatenate(parts)[cut:] if parts else np.zeros((0, rows, len(GRAM)))
+        skipped = np.concatenate(skips)[cut:] if skips else np.zeros(0, dtype=bool)
+        gram[skipped] = np.nan          # a skipped update: no angle, not a zero one
         groups = len(self.optimizer.param_groups)
-        return Records(self.tracked, np.array(self._steps, dtype=np.int64), gram,
-                       np.array(self._hyper, dtype=float).reshape(len(self._steps), groups,
-                                                                  len(HYPER)),
+        steps = self._steps[since:]
+        return Records(self.tracked, np.array(steps, dtype=np.int64), gram,
+                       np.array(self._hyper[since:], dtype=float).reshape(len(steps), groups,
+                                                                          len(HYPER)),
                        type(self.optimizer).__name__, self.every, self.units,
-                       self.decoupled_weight_decay, dict(self._missing))
+                       self.decoupled_weight_decay, dict(self._missing), skipped)
+
+    @property
+    def recorded(self) -> int:
+        """How many steps have been recorded (skipped ones included)."""
+        return len(self._steps)
 
     def verdicts(self, **criterion):
         """Per-tensor verdicts (:func:`wd_claims.monitor_report.judge_records`)."""
@@ -207,17 +291,68 @@ class Monitor:
         return summary_table(self.verdicts(**criterion))
 
     def report(self, directory, title: str = "Training-run monitor", **criterion) -> dict:
-        """Writes monitor.md, monitor.json and monitor.png into ``directory``; returns the paths."""
+        """Writes monitor.md, monitor.json and monitor.png into ``directory``; returns the paths
+        (on rank 0; other ranks of a process group write nothing and return {})."""
+        if distributed() and torch.distributed.get_rank() != 0:
+            return {}
         return write_report(self.records(), directory, title=title, **criterion)
 
     def close(self) -> None:
-        """Removes the hooks (the records stay)."""
+        """Removes the hooks (the records stay); idempotent."""
         for h in self._hooks:
             h.remove()
         self._hooks = []
+        if getattr(self.optimizer, "_wd_claims_monitor", None) is self:
+            self.optimizer._wd_claims_monitor = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module whose parameter names the user knows: through ``torch.compile``'s
+    ``OptimizedModule`` (``_orig_mod``) and DDP's ``module`` (same parameter objects)."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def is_sharded(t: torch.Tensor) -> bool:
+    """A DTensor (FSDP2's ``fully_shard`` parameters) whose placement shards it."""
+    return hasattr(t, "to_local") and any(p.is_shard() for p in getattr(t, "placements", ()))
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """The rank's own shard of a DTensor; the tensor itself otherwise."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def shard_group(params):
+    """The process group the tracked tensors are sharded over (None: nothing is sharded). One
+    group for all: a monitor over tensors sharded on different meshes is refused."""
+    groups = {id(p.device_mesh.get_group()): p.device_mesh.get_group()
+              for p in params if is_sharded(p)}
+    if len(groups) > 1:
+        raise NotImplementedError("the tracked tensors are sharded over different process groups")
+    return next(iter(groups.values()), None)
+
+
+def all_reduce(t: torch.Tensor, group) -> None:
+    """Sums ``t`` in place over ``group``; a failing process group is said, not hidden."""
+    try:
+        torch.distributed.all_reduce(t, group=group)
+    except Exception as err:   # gloo/NCCL raise RuntimeError subclasses, or DistBackendError
+        raise RuntimeError("wd_claims.monitor: summing the shards' inner products over the "
+                           f"process group failed ({type(err).__name__}: {err}); every rank "
+                           "must call optimizer.step() for the same steps") from err

@@ -84,8 +84,9 @@ def predicted_theta(rec: Records, t: Tracked, rule: str | None = None) -> np.nda
     rule = rule or t.rule
     if rule is None:
         return np.full(len(rec.steps), np.nan)
-    return np.array([optimizers.predicted_angle(rule, optimizers.Hyper(*row))
-                     for row in rec.hyper_for(t)])
+    # η = 0 (a schedule's end): no update, nothing to predict
+    return np.array([optimizers.predicted_angle(rule, optimizers.Hyper(*row)) if row[0] > 0
+                     else np.nan for row in rec.hyper_for(t)])
 
 
 def tracking_theta(rec: Records, t: Tracked) -> np.ndarray:
@@ -105,10 +106,13 @@ def tracking_theta(rec: Records, t: Tracked) -> np.ndarray:
     h = rec.hyper_for(t)
     skipped = rec.skipped if rec.skipped is not None else np.zeros(n, dtype=bool)
     star = predicted_theta(rec, t)
-    x_hat = ww[0]
-    for i in range(n):
+    finite = np.flatnonzero(np.isfinite(ww))
+    if len(finite) == 0:
+        return out
+    x_hat = ww[finite[0]]
+    for i in range(finite[0], n):
         hyper = optimizers.Hyper(*h[i])
-        if hyper.weight_decay <= 0 or not np.isfinite(star[i]) or skipped[i]:
+        if hyper.weight_decay <= 0 or hyper.lr <= 0 or not np.isfinite(star[i]) or skipped[i]:
             continue
         r = optimizers.recursion(rule, hyper)
         if r.family == "gradient":
@@ -116,9 +120,11 @@ def tracking_theta(rec: Records, t: Tracked) -> np.ndarray:
             x_star = np.sqrt(r.B * drive / (1 - r.A))
         else:
             a = 1 - hyper.lr * hyper.weight_decay
-            drive = (a * a * ww[i] - 2 * a * wv[i] + vv[i]) / hyper.lr**2   # U² = ‖u‖²
+            # U² = ‖u‖² ≥ 0 (rounding can take a tiny step's difference below 0)
+            drive = max(a * a * ww[i] - 2 * a * wv[i] + vv[i], 0.0) / hyper.lr**2
             x_star = r.B * drive / (1 - r.A)
-        out[i] = star[i] * (x_star / x_hat) ** r.power
+        if x_star > 0 and x_hat > 0:
+            out[i] = star[i] * (x_star / x_hat) ** r.power
         for _ in range(rec.every):
             x_hat = r.A * x_hat + (r.B * drive / x_hat if r.family == "gradient" else r.B * drive)
     return out

@@ -15,6 +15,7 @@ Shapes: ``theta``, ``pred`` are (T,) float64 per recorded step, NaN where a step
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -63,7 +64,8 @@ def window_residuals(theta, pred, window: int, block: int) -> list[tuple[int, np
     for end in range(span, len(theta) + 1, block):
         th = theta[end - span: end].reshape(n, block)
         pr = pred[end - span: end].reshape(n, block)
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)   # an all-NaN (skipped) block: NaN
             out.append((end, np.log(np.sqrt(np.nanmean(th**2, 1)) /
                                     np.sqrt(np.nanmean(pr**2, 1)))))
     return out
@@ -72,7 +74,10 @@ def window_residuals(theta, pred, window: int, block: int) -> list[tuple[int, np
 def interval(residuals, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the t-interval of the mean of (n,) block residuals (the suite's one
     block interval, :func:`wd_claims.claim.t_interval`)."""
-    ci = t_interval(np.asarray(residuals)[np.isfinite(residuals)], level)
+    finite = np.asarray(residuals)[np.isfinite(residuals)]
+    if len(finite) < 2:
+        return math.nan, math.nan, math.nan
+    ci = t_interval(finite, level)
     return float(ci.estimate), float(ci.low), float(ci.high)
 
 
