@@ -82,7 +82,10 @@ def test_recorded_angles_equal_a_direct_float64_computation_from_the_weights():
     s = series(rec, rec.tracked[1])
     expected = torch.tensor([[float(a) for a in row] for row in seen], dtype=torch.float64)
     measured = torch.tensor(np.stack([s["theta"], s["grad_norm"], s["cos_gw"], s["x"]], 1))
-    assert_close(measured, expected, rtol=1e-9, atol=1e-12)
+    # products in float32, sums in float64: θ, ‖g‖ and ‖w‖² to float32 product rounding;
+    # cos(g, w) is zero up to rounding (c2 is scale-invariant), compared absolutely
+    assert_close(measured[:, [0, 1, 3]], expected[:, [0, 1, 3]], rtol=1e-6, atol=0)
+    assert_close(measured[:, 2], expected[:, 2], rtol=0, atol=1e-6)
     assert rec.steps.tolist() == list(range(7))   # 7 steps across chunks of 3
 
 
