@@ -106,6 +106,10 @@ def test_a_data_parallel_run_records_what_one_process_records_on_the_same_global
                      atol=0)
         scale = np.sqrt(single[..., 3] * single[..., 0])
         assert np.max(np.abs(gram[..., 4] - single[..., 4]) / scale) < 1e-6
+        print(f"\n{kind} rank {rank}: max relative difference to one process "
+              f"{np.max(np.abs(gram[..., :4] / single[..., :4] - 1)):.1e} (⟨w,w⟩, ⟨w,w'⟩, "
+              f"⟨w',w'⟩, ⟨g,g⟩), {np.max(np.abs(gram[..., 4] - single[..., 4]) / scale):.1e} "
+              "(cos(g, w))")
     names = [(tmp_path / f"{kind}-{r}.txt").read_text().split("|") for r in range(WORLD)]
     assert names[0][0] == names[1][0] == "['0.weight']"
     assert names[0][1] == "True" and names[1][1] == "False"     # rank 0 wrote the one report

@@ -219,3 +219,18 @@ def test_a_compiled_model_is_tracked_under_its_own_parameter_names():
         opt.step()
     assert len(mon.records().steps) == 3 and math.isfinite(series(mon.records(),
                                                                    mon.tracked[0])["theta"][-1])
+
+
+@pytest.mark.parametrize("script,args,tables", [
+    ("examples/monitor_lightning.py", ["--steps", "120"], 1),
+    ("examples/monitor_hf_trainer.py", ["--steps", "40"], 1)])
+def test_the_trainer_examples_run_as_typed(script, args, tables, tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, script, *args, "--out", str(tmp_path)], cwd=root,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("| tensor | rule |") == tables
+    assert list(tmp_path.rglob("monitor.md")) and list(tmp_path.rglob("events.out.tfevents.*"))

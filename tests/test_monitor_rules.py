@@ -20,6 +20,8 @@ MISSES = [n for n, s in ref.SETTINGS.items() if s.miss is not None]
 
 
 def _run(name):
+    if name.startswith("Lion"):
+        pytest.importorskip("lion_pytorch")    # the integrations extra
     torch.set_num_threads(1)
     s = ref.SETTINGS[name]
     return s, ref.train(s, s.steps).records()

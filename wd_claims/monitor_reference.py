@@ -17,6 +17,7 @@ import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -75,14 +76,14 @@ def _lion(lr, wd, betas):
     return make
 
 
-_LONG = {"steps": 12_000, "window": 8192}
+_LONG = MappingProxyType({"steps": 12_000, "window": 8192})
 _NOT_A_RANDOM_WALK = (
     "the random-walk model of the signs' correlations: with little momentum, the correlation "
     "between successive sign updates comes from the gradients themselves (a persistent mean, "
     "curvature), which the derivation takes as independent; measured from the updates "
     "(correlation_sum), the same steady-state formula holds")
 
-SETTINGS = {s.name: s for s in (
+SETTINGS = MappingProxyType({s.name: s for s in (
     Setting("SGD, lr 0.1, wd 0.01", lambda p: torch.optim.SGD(p, lr=0.1, weight_decay=0.01)),
     Setting("SGD + momentum 0.9, lr 0.1, wd 0.01",
             lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01)),
@@ -98,7 +99,7 @@ SETTINGS = {s.name: s for s in (
             miss=_NOT_A_RANDOM_WALK),
     Setting("Lion, lr 3e-3, wd 1, β (0, 0.99)", _lion(3e-3, 1.0, (0.0, 0.99)), **_LONG,
             miss=_NOT_A_RANDOM_WALK),
-)}
+)})
 
 
 def train(setting: Setting, steps: int = STEPS, *, seed: int = 0, every: int = 1,

@@ -243,7 +243,8 @@ def figure(rec: Records, path: Path, max_panels: int = 6) -> Path:
                         ls="--", lw=0.9)
         ax.set_yscale("log")
         ax.set(title=f"{g} (dashed: prediction)", xlabel="step", ylabel="angular update θ (rad)")
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
