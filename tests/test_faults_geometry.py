@@ -262,3 +262,25 @@ def test_a_model_without_a_scale_invariant_tensor_gets_a_skip_verdict_with_the_r
         assert v.checks == [] and v.status == "skip"
         assert "none found by probing, none declared" in v.reason
         assert getattr(module, "figure", lambda m, v: None)(m, v) is None
+
+
+def test_c0_fails_when_the_fit_minimizes_with_lambda_over_two(monkeypatch):
+    """The convention slip inside the measurement code: the fit's objective takes λ/2 (PyTorch's
+    weight_decay read as the article's λ, or back). Every bound still holds for such a fit (the
+    norm bound is true of any descent iterate from 0); the certificate at the stated λ does not."""
+    import scipy.optimize
+
+    real = scipy.optimize.minimize
+
+    def slipped(fun, x0, args=(), **kw):
+        X, y, lam = args
+        return real(fun, x0, args=(X, y, lam / 2), **kw)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", slipped)
+    run = measure_dimension(0, 1, C0.LAMS)
+    v = judged(C0, perturbed(recorded(C0_NAME), **{f"{k}_30": run[k] for k in
+                                                    ("norms", "certs", "gaps", "max_row_norm")}))
+    assert status(v)[0] == "fail"
+    checks = {c.id: c for c in v.checks}
+    assert not checks["certified_d30"].holds and checks["certified_d30"].measured > 0.01
+    assert checks["norm_bound_d30"].holds     # what the old criteria could see: nothing
