@@ -330,3 +330,25 @@ def test_the_blocks_grow_with_the_measured_autocorrelation():
     rec.gram[:, 0, 1] = np.cos(star * np.exp(0.05 * slow))
     v = judge_tensor(rec, t, window=2048, blocks=16)
     assert v.tau_int > 100 and v.block >= 2 * v.tau_int
+
+
+def test_the_judged_window_ends_at_the_newest_record():
+    """With blocks that do not divide the run, the last window still ends at the last step: a
+    change in the newest records is judged, not left out."""
+    hyper = (0.1, 1e-2, 0.0)
+    star = optimizers.predicted_angle("sgd", optimizers.Hyper(*hyper))
+    rec, t = synthetic(star, "sgd", hyper, steps=1024 + 31)
+    rec.gram[1024:, 0, 1] = np.cos(3.0 * star)       # the newest 31 steps: three times off
+    v = judge_tensor(rec, t, window=512, blocks=16)
+    assert v.status != "equilibrium"
+
+
+def test_a_missing_gradient_does_not_end_the_tracked_prediction():
+    from wd_claims.monitor_records import tracking_theta
+
+    hyper = (0.1, 1e-2, 0.0)
+    star = optimizers.predicted_angle("sgd", optimizers.Hyper(*hyper))
+    rec, t = synthetic(star, "sgd", hyper, steps=64)
+    rec.gram[10, 0, 3] = np.nan                      # no gradient recorded at step 10
+    track = tracking_theta(rec, t)
+    assert np.isfinite(track[11:]).all()

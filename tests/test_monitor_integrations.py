@@ -104,7 +104,7 @@ def test_a_callback_that_reattaches_never_doubles_the_hooks():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
 
     class FakeTrainer:       # the two attributes on_fit_start reads
-        optimizers = [opt]
+        optimizers, global_step = [opt], 0
 
     callback = MonitorCallback(input_shape=(1, 8, 8))
     callback.on_fit_start(FakeTrainer, model)
@@ -234,3 +234,46 @@ def test_the_trainer_examples_run_as_typed(script, args, tables, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("| tensor | rule |") == tables
     assert list(tmp_path.rglob("monitor.md")) and list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_a_captured_step_the_scaler_then_skips_leaves_one_skipped_record_not_two():
+    """Lightning + non-fused AMP: the gradients are captured, then the scaler skips step()."""
+    torch.manual_seed(0)
+    model = _cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-2)
+    mon = Monitor(model, opt, tensors=["0.weight"], capture="external")
+    x, y = digits()
+    for i in range(3):
+        opt.zero_grad()
+        F.cross_entropy(model(x[:32].view(-1, 1, 8, 8)), y[:32]).backward()
+        mon.sync(i)
+        mon.capture()
+        if i != 1:                      # step 1: the scaler found an inf and skipped step()
+            opt.step()
+    mon.sync(3)
+    rec = mon.records()
+    assert rec.steps.tolist() == [0, 1, 2] and rec.skipped.tolist() == [False, True, False]
+    assert rec.hyper.shape[0] == 3
+
+
+def test_a_resumed_lightning_run_does_not_count_the_restored_steps_as_skipped():
+    from wd_claims.integrations.lightning import MonitorCallback
+
+    model = LitCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-2)
+
+    class Resumed:
+        optimizers, global_step, loggers, log_every_n_steps = [opt], 5000, [], 50
+
+    callback = MonitorCallback(input_shape=(1, 8, 8))
+    callback.on_fit_start(Resumed, model)
+    x, y = digits()
+    opt.zero_grad()
+    F.cross_entropy(model(x[:32].view(-1, 1, 8, 8)), y[:32]).backward()
+    callback.on_before_optimizer_step(Resumed, model, opt)
+    opt.step()
+    Resumed.global_step = 5001
+    callback.on_train_batch_end(Resumed, model, None, None, 0)
+    rec = callback.monitor.records()
+    assert rec.steps.tolist() == [0] and not rec.skipped.any()
+    callback.monitor.close()

@@ -24,7 +24,9 @@ synchronization per ``chunk`` recorded steps, none per step). Inside trainers
 hook capture (w_t, g_t) when the step runs a closure (Lightning); :meth:`Monitor.sync` records the
 steps AMP's ``GradScaler`` skipped without calling ``step()``; a fused optimizer's step, which
 the scaler calls with the gradients still scaled, is unscaled by its ``grad_scale`` and, when it
-``found_inf``, recorded as skipped. Sharded parameters (FSDP2's DTensors): each rank's local
+``found_inf``, recorded as skipped (in ``capture="external"`` mode the capture runs before the
+scaler's step, so a fused optimizer under AMP would be recorded with scaled gradients: not
+supported there). Sharded parameters (FSDP2's DTensors): each rank's local
 inner products are summed over the shard group (one all-reduce per recorded step), so every rank
 records the global values; :meth:`Monitor.report` writes on rank 0 only. The records and their
 algebra: :mod:`wd_claims.monitor_records`; verdicts, report and figure:
@@ -115,6 +117,10 @@ class Monitor:
             warnings.warn(f"wd_claims.monitor records but cannot judge: {why}", stacklevel=2)
         device = local(self._params[0]).device
         self._group = shard_group(self._params)
+        replicated = [r for t, p in zip(self.tracked, self._params, strict=True)
+                      if not is_sharded(p) for r in range(t.rows.start, t.rows.stop)]
+        self._replicated = torch.tensor(replicated, dtype=torch.long, device=device) \
+            if replicated and self._group is not None else None
         self._buf = torch.zeros((chunk, rows, len(GRAM)), dtype=torch.float64, device=device)
         self._skip = torch.zeros(chunk, dtype=torch.float64, device=device)
         self._slot, self._step, self._before_w = 0, 0, None
@@ -206,17 +212,19 @@ class Monitor:
                 if scale is not None:
                     g = g / scale.to(g)
             before.append((w, _dot(g, g), _dot(g, w), _dot(w, w)))
-        self._before_w = before
-        self._hyper.append([list(astuple(optimizers.hyper_of(grp, optimizer)))
-                            for grp in optimizer.param_groups])
+        # the hyperparameters join the record in the post-hook: a capture whose step never runs
+        # (AMP's scaler skipped it) leaves no row behind
+        self._before_w = before, [list(astuple(optimizers.hyper_of(grp, optimizer)))
+                                  for grp in optimizer.param_groups]
 
     @torch.no_grad()
     def _post(self, optimizer, args, kwargs):
         step, self._step = self._step, self._step + 1
         if self._before_w is None:
             return
-        for i, (p, (w, gg, gw, ww)) in enumerate(zip(self._params, self._before_w,
-                                                     strict=True)):
+        before, hyper = self._before_w
+        self._hyper.append(hyper)
+        for i, (p, (w, gg, gw, ww)) in enumerate(zip(self._params, before, strict=True)):
             d = self._rows(local(p), i) - w       # the update, exact to rounding (Sterbenz)
             wd, dd = _dot(w, d), _dot(d, d)
             self._buf[self._slot, self.tracked[i].rows] = torch.stack(
@@ -224,6 +232,8 @@ class Monitor:
         found_inf = getattr(optimizer, "found_inf", None)
         self._skip[self._slot] = 0.0 if found_inf is None else found_inf.to(self._skip).sum()
         if self._group is not None:                     # local shards → global inner products
+            if self._replicated is not None and torch.distributed.get_rank(self._group) != 0:
+                self._buf[self._slot, self._replicated] = 0.0   # counted once, not once per rank
             all_reduce(self._buf[self._slot], self._group)
         self._before_w = None
         self._steps.append(step)
@@ -235,7 +245,9 @@ class Monitor:
         """Records as *skipped* every optimizer step up to ``steps_taken`` whose ``step()`` never
         ran (AMP's ``GradScaler`` found an inf and did not call it: no hook fired). Trainers'
         callbacks call it with their own step count; a plain loop under a scaler calls it with
-        the iteration number + 1."""
+        the iteration number + 1. A capture still pending (its step never ran) is dropped."""
+        if self._step < steps_taken:
+            self._before_w = None
         while self._step < steps_taken:
             if self._step % self.every == 0:
                 self._hyper.append([list(astuple(optimizers.hyper_of(grp, self.optimizer)))
@@ -322,9 +334,10 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     tensors' precision (float32 at least), summed by torch's cascade reduction (error O(ε·log n),
     measured 1e-7 relative at n = 2.4·10⁶, 4× faster than a float64-accumulating sum; BLAS dot
     errs by 3e-5 there), then float64 for the algebra. ⟨w, w'⟩ and ⟨w', w'⟩ are
-    rebuilt from d = w' − w as ⟨w, w⟩ + ⟨w, d⟩ and ⟨w, w⟩ + 2⟨w, d⟩ + ⟨d, d⟩, so the angle's
-    sin²θ = (⟨w,w⟩⟨d,d⟩ − ⟨w,d⟩²)/(⟨w,w⟩⟨w',w'⟩) involves no difference of near-equal large
-    products."""
+    rebuilt from d = w' − w as ⟨w, w⟩ + ⟨w, d⟩ and ⟨w, w⟩ + 2⟨w, d⟩ + ⟨d, d⟩: the update's own
+    inner products are summed with their own relative precision (a float32 ⟨w, w'⟩ would carry
+    ⟨w, w⟩'s rounding, ~1e-7, into sin²θ ~ θ²); ``series`` then forms
+    ⟨w,w⟩⟨w',w'⟩ − ⟨w,w'⟩² in float64, which loses ~log₁₀(1/θ²) of its 16 digits."""
     return (a * b).sum(dim=1).to(torch.float64)
 
 

@@ -49,8 +49,8 @@ class Records:
     skipped: np.ndarray | None = None
 
     def hyper_for(self, t: Tracked) -> np.ndarray:
-        """(T, 3): the tensor's group's (η, weight_decay, μ); for ``sgdw`` the weight_decay column
-        is the decoupled λ_w given to the monitor (torch's SGD has no decoupled decay)."""
+        """(T, 4): the tensor's group's (η, weight_decay, μ or β₁, β₂); for ``sgdw`` the
+        weight_decay column is the decoupled λ_w given to the monitor (torch's SGD has none)."""
         h = self.hyper[:, t.group].copy()
         if t.rule == "sgdw":
             h[:, 1] = self.decoupled_weight_decay
@@ -123,6 +123,8 @@ def tracking_theta(rec: Records, t: Tracked) -> np.ndarray:
             # U² = ‖u‖² ≥ 0 (rounding can take a tiny step's difference below 0)
             drive = max(a * a * ww[i] - 2 * a * wv[i] + vv[i], 0.0) / hyper.lr**2
             x_star = r.B * drive / (1 - r.A)
+        if not np.isfinite(drive):      # a missing gradient: this step cannot advance x̂
+            continue
         if x_star > 0 and x_hat > 0:
             out[i] = star[i] * (x_star / x_hat) ** r.power
         for _ in range(rec.every):

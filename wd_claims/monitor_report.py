@@ -276,10 +276,12 @@ def write_report(rec: Records, directory, title: str = "Training-run monitor", *
                       rec.missing_grad.items())
     md = [f"# {title}", "", f"Optimizer `{rec.optimizer}`, {len(rec.steps)} recorded steps "
           f"(every {rec.every}), {len(rec.tracked)} scale-invariant tensors "
-          "(wd_claims.invariance). Criterion, fixed before the run: the 95 % t-interval of "
-          f"{crit['blocks']} block residuals log(θ/θ*) over a window of {crit['window']} recorded "
-          f"steps within ±log(1 + {crit['tolerance']}); control: the same criterion with a wrong "
-          "optimizer's prediction.", "", summary_table(verdicts), "",
+          "(wd_claims.invariance). Criterion, fixed before the run: the 95 % t-interval of the "
+          f"block residuals log(θ/θ*) over the last {crit['window']} recorded steps (blocks of "
+          "twice the residual's measured autocorrelation time, at least window/"
+          f"{crit['blocks']}) within ±log(1 + {crit['tolerance']}), for the steady state and "
+          "for the schedule's tracked prediction; control: the same criterion with weight_decay "
+          "halved (the λ-convention slip).", "", summary_table(verdicts), "",
           "Conventions: " + "; ".join(sorted({f"{t.rule or '—'}: {t.rule_note}"
                                              for t in rec.tracked})) + missing, "",
           f"![angles]({png.name})", ""]

@@ -56,12 +56,13 @@ def block_size(theta: np.ndarray, pred: np.ndarray, window: int, blocks: int) ->
 
 
 def window_residuals(theta, pred, window: int, block: int) -> list[tuple[int, np.ndarray]]:
-    """[(end index, (n,) block residuals log(θ_rms/θ*_rms))] for every window of ``window``
-    steps ending on a block boundary, n = window // block blocks (the newest steps of each)."""
+    """[(end index, (n,) block residuals log(θ_rms/θ*_rms))], oldest first, for every window of
+    n = window // block blocks ending a whole number of blocks before the newest record (the
+    last window ends at it)."""
     n = window // block
     span = n * block
     out = []
-    for end in range(span, len(theta) + 1, block):
+    for end in range(len(theta) - (len(theta) - span) // block * block, len(theta) + 1, block):
         th = theta[end - span: end].reshape(n, block)
         pr = pred[end - span: end].reshape(n, block)
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):

@@ -7,7 +7,8 @@
 The Trainer calls ``optimizer.step()`` without a closure (through accelerate's wrapper, unwrapped
 here), so the optimizer's own hooks record each update; gradient accumulation gives one record per
 update step; steps the scaler skipped are recorded as skipped (:meth:`Monitor.sync` with
-``state.global_step``). A callback's ``on_log`` runs after the Trainer's own reporters have
+``state.global_step`` counted from where the monitor attached: a resumed run does not count the
+restored steps). A callback's ``on_log`` runs after the Trainer's own reporters have
 written, so the scalars go to a TensorBoard ``SummaryWriter`` of their own in the Trainer's
 TensorBoard folder (:func:`tensorboard_dir`; one ``add_scalar`` per tensor and quantity) every
 ``args.logging_steps`` update steps, when ``"tensorboard"`` is among ``args.report_to``. The report
@@ -52,7 +53,9 @@ class MonitorTrainerCallback(TrainerCallback):
         self.criterion = criterion or {}
         self.monitor: Monitor | None = None
         self.writer = None
-        self._logged = 0
+        self._logged = 0        # records already logged
+        self._offset = 0        # state.global_step when the monitor attached (a resume)
+        self._last_log = 0
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         optimizer = _torch_optimizer(optimizer)
@@ -62,18 +65,21 @@ class MonitorTrainerCallback(TrainerCallback):
         if self.monitor is not None:
             self.monitor.close()
         self.monitor = Monitor(model, optimizer, **self.monitor_kwargs)
-        self._logged = 0
+        self._logged, self._offset = 0, state.global_step
+        self._last_log = state.global_step
         if state.is_world_process_zero and "tensorboard" in (args.report_to or []):
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=tensorboard_dir(args))
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.monitor.sync(state.global_step)
-        if self.writer is not None and self.monitor.recorded - self._logged >= args.logging_steps:
+        self.monitor.sync(state.global_step - self._offset)
+        every = getattr(state, "logging_steps", None) or args.logging_steps   # absolute steps
+        if self.writer is not None and state.global_step - self._last_log >= every and \
+                self.monitor.recorded > self._logged:
             for tag, value in scalars(self.monitor.records(since=self._logged)).items():
                 self.writer.add_scalar(tag, value, state.global_step)
-            self._logged = self.monitor.recorded
+            self._logged, self._last_log = self.monitor.recorded, state.global_step
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
