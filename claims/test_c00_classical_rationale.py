@@ -11,10 +11,9 @@ Measurement (:mod:`wd_claims.logistic`): scikit-learn's breast-cancer data, stan
 scaled into ‖x‖ ≤ 1, at d = 30 and 300 (270 standard-normal features appended); L2 logistic
 regression without intercept, float64 L-BFGS, each solution certified by strong convexity
 (‖w − w*‖ ≤ ‖∇F(w)‖/(2λ)); gaps over ``budget.c0_splits`` random half splits (m = 284).
-Criteria (core, per d): ‖x‖ ≤ ℓ (1 ulp); every fit certified a minimizer of the stated objective
-(certificate at λ ≤ 1e-6 of √(log 2/λ): the solver stops at |∂F| ≤ 1e-12, and a fit of the wrong
-objective — λ/2, the convention slip — is off by ‖w‖/2); ‖w‖ − certificate ≤ √(log 2/λ); ‖w*‖
-non-increasing up to the neighbours' certificates; the upper end of the gap's 95 % BCa interval
+Criteria (core, per d): ‖x‖ ≤ ℓ (1 ulp); each fit certified at the stated λ (certificate ≤ 1e-6
+of √(log 2/λ): the solver stops at |∂F| ≤ 1e-12; a λ/2 fit is off by ‖w‖/2); ‖w‖ − certificate ≤
+√(log 2/λ); ‖w*‖ non-increasing up to the neighbours' certificates; the gap's 95 % BCa upper end
 ≤ 2ℓ²/(λm), at every λ.
 Control: the λ/1000 fits held to λ's bounds must miss the norm or the gap bound for some d.
 """
