@@ -103,9 +103,11 @@ SETTINGS = MappingProxyType({s.name: s for s in (
 
 
 def train(setting: Setting, steps: int = STEPS, *, seed: int = 0, every: int = 1,
-          schedule: Callable[[int], float] | None = None, monitor_kwargs: dict | None = None):
+          schedule: Callable[[int], float] | None = None, monitor_kwargs: dict | None = None,
+          on_step: Callable[[int, nn.Module], None] | None = None):
     """Trains the reference network under ``setting`` with a Monitor attached; returns it.
-    ``schedule(step)`` multiplies every group's initial learning rate (None: constant)."""
+    ``schedule(step)`` multiplies every group's initial learning rate (None: constant);
+    ``on_step(step, model)`` is called after each complete step (the loop's decay included)."""
     from wd_claims.monitor import Monitor
 
     torch.manual_seed(seed)
@@ -132,35 +134,36 @@ def train(setting: Setting, steps: int = STEPS, *, seed: int = 0, every: int = 1
                 for g in opt.param_groups:
                     for p in g["params"]:
                         p.mul_(1 - g["lr"] * setting.decoupled)
+        if on_step is not None:
+            on_step(step, model)
     monitor.close()
     return monitor
 
 
-def correlation_sum(setting: Setting, *, seed: int = 0) -> dict[str, float]:
-    """The cause of a Lion miss, measured apart from the angle: trains ``setting`` again (same
-    seed, same trajectory), keeps the last ``window`` + 1 weights, and sums the measured
-    correlations of successive updates u_t = (a·w_t − w_{t+1})/η, S = Σ_j a^{j−1}⟨u_t, u_{t−j}⟩/C
-    (lags up to ``window``/2, FFT over time). Returns S measured, S from the derivation
+def train_keeping(setting: Setting, *, seed: int = 0):
+    """(monitor, w): :func:`train` over ``setting.steps`` that also keeps the last
+    ``setting.window`` + 1 weights of the tracked tensor, w (window + 1, C) float64."""
+    kept = []
+
+    def keep(step, model):
+        if step >= setting.steps - setting.window - 1:
+            kept.append(model.hidden.weight.detach().double().flatten().clone())
+
+    monitor = train(setting, setting.steps, seed=seed, on_step=keep)
+    return monitor, torch.stack(kept).numpy()
+
+
+def correlation_sum(monitor, w: np.ndarray) -> dict[str, float]:
+    """The cause of a Lion miss, measured apart from the angle, on the weights ``w`` kept by
+    :func:`train_keeping`: the measured correlations of successive updates
+    u_t = (a·w_t − w_{t+1})/η summed as S = Σ_j a^{j−1}⟨u_t, u_{t−j}⟩/C (lags up to half the
+    window, FFT over time). Returns S measured, S from the derivation
     (:func:`wd_claims.theory.rules.lion_sum`), θ* from each, and the measured RMS angle."""
     from wd_claims.theory.rules import lion_sum
 
-    torch.manual_seed(seed)
-    x, y = digits()
-    model = ReferenceNet(x.shape[1])
-    opt = setting.make([model.hidden.weight])
-    g = opt.param_groups[0]
-    lr, wd, (beta1, beta2) = g["lr"], g["weight_decay"], g["betas"]
+    group = monitor.optimizer.param_groups[0]
+    lr, wd, (beta1, beta2) = group["lr"], group["weight_decay"], group["betas"]
     a = 1 - lr * wd
-    gen = torch.Generator().manual_seed(seed)
-    kept = []
-    for step in range(setting.steps):
-        idx = torch.randint(0, len(y), (BATCH,), generator=gen)
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x[idx]), y[idx]).backward()
-        opt.step()
-        if step >= setting.steps - setting.window - 1:
-            kept.append(model.hidden.weight.detach().double().flatten().clone())
-    w = torch.stack(kept).numpy()
     u = (a * w[:-1] - w[1:]) / lr                                  # (window, C) signs
     c = float((u[0] ** 2).sum())
     n = len(u)
@@ -182,13 +185,14 @@ def table() -> str:
             "[95 % CI] | verdict at ±5 % | tracking | block (τ_int) | control rejected |",
             "|---|---|---:|---:|---|---|---|---:|---|"]
     for s in SETTINGS.values():
-        v = train(s, s.steps).verdicts(window=s.window, tolerance=TOLERANCE)[0]
+        monitor, w = train_keeping(s) if s.miss else (train(s, s.steps), None)
+        v = monitor.verdicts(window=s.window, tolerance=TOLERANCE)[0]
         rows.append(f"| {s.name} | {s.steps} ({s.window}) | {v.theta:.4g} | {v.theta_pred:.4g} | "
                     f"{v.ratio:.3f} [{v.ratio_ci[0]:.3f}, {v.ratio_ci[1]:.3f}] | {v.status} | "
                     f"{v.tracking} | {v.block:.0f} ({v.tau_int:.0f}) | "
                     f"{'yes' if v.control_rejected else 'NO'} |")
         if s.miss:
-            m = correlation_sum(s)
+            m = correlation_sum(monitor, w)
             rows.append(f"| ↳ declared miss: S measured {m['S_measured']:.2f} vs derived "
                         f"{m['S_model']:.2f}; θ* with measured S {m['theta_measured_S']:.4g} "
                         f"(θ/θ* = {m['theta'] / m['theta_measured_S']:.3f}) | | | | | | | | |")

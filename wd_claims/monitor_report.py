@@ -77,7 +77,7 @@ class TensorVerdict:
     note: str = ""
 
 
-def _judge_window(theta, pred, window, block, tolerance):
+def _judge_window(theta, pred, window, block):
     """(mean, low, high) of the last window, or None when it holds too few blocks."""
     wins = window_residuals(theta, pred, window, block)
     if not wins or window // block < MIN_BLOCKS:
@@ -116,7 +116,7 @@ def judge_tensor(rec: Records, t: Tracked, *, window: int = WINDOW, blocks: int 
     _judge_tracking(v, theta, track, window, blocks, tolerance)
     block, v.tau_int = block_size(theta, pred, window, blocks)
     v.block = block
-    last, wins = _judge_window(theta, pred, window, block, tolerance)
+    last, wins = _judge_window(theta, pred, window, block)
     if last is None:
         v.status = "unresolved"
         v.note = (f"the residual is autocorrelated over τ_int = {v.tau_int:.0f} steps: blocks of "
@@ -148,7 +148,7 @@ def judge_tensor(rec: Records, t: Tracked, *, window: int = WINDOW, blocks: int 
                   "this tolerance (a longer window narrows it)")
     control = predicted_theta(_halved(rec, t), t)
     v.control = CONTROL_TEXT
-    ctrl, _ = _judge_window(theta, control, window, block, tolerance)
+    ctrl, _ = _judge_window(theta, control, window, block)
     v.control_rejected = ctrl is not None and outside(ctrl, tolerance)
     return v
 
@@ -156,7 +156,7 @@ def judge_tensor(rec: Records, t: Tracked, *, window: int = WINDOW, blocks: int 
 def _judge_tracking(v: TensorVerdict, theta, track, window, blocks, tolerance) -> None:
     """The tracking verdict on the last window, its blocks sized from its own residual."""
     block, tau = block_size(theta, track, window, blocks)
-    tracked, _ = _judge_window(theta, track, window, block, tolerance)
+    tracked, _ = _judge_window(theta, track, window, block)
     if tracked is None:
         v.tracking = f"unresolved (τ_int {tau:.0f})"
         return

@@ -13,8 +13,6 @@ import numpy as np
 
 from wd_claims.monitor_records import Records, predicted_theta, series
 
-QUANTITIES = ("theta", "theta_pred", "ratio", "eff_lr", "norm", "skipped")
-
 
 def scalars(rec: Records, prefix: str = "wd_claims") -> dict[str, float]:
     """{"<prefix>/<tensor>/<quantity>": value} over the records given (those since the last log):
