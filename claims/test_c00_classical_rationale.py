@@ -4,18 +4,16 @@ Article ("Original rationale of weight decay"): minimizing L(w) + λ‖w‖² is
 ‖w‖; for convex Lipschitz losses it makes learning agnostic-PAC with a sample size independent of
 the number of parameters. Derivation (sympy, ``theory.c00_classical_rationale``; docs/claims.md):
 ‖w*(λ)‖ ≤ √(L(0)/λ), non-increasing, → 0; for a convex ρ-Lipschitz loss E[held-out − train] ≤
-2ρ²/(λm) in any dimension (Shalev-Shwartz & Ben-David, Cor. 13.6). Logistic loss, ‖x‖ ≤ ℓ = 1:
-√(log 2/λ) and 2ℓ²/(λm).
+2ρ²/(λm) in any dimension (Shalev-Shwartz & Ben-David, Cor. 13.6): √(log 2/λ), 2ℓ²/(λm) here.
 
 Measurement (:mod:`wd_claims.logistic`): scikit-learn's breast-cancer data, standardized, rows
 scaled into ‖x‖ ≤ 1, at d = 30 and 300 (270 standard-normal features appended); L2 logistic
-regression without intercept, float64 L-BFGS, each solution certified by strong convexity
-(‖w − w*‖ ≤ ‖∇F(w)‖/(2λ)); gaps over ``budget.c0_splits`` random half splits (m = 284).
-Criteria (core, per d): ‖x‖ ≤ ℓ (1 ulp); each fit certified at the stated λ (certificate ≤ 1e-6
-of √(log 2/λ): the solver stops at |∂F| ≤ 1e-12; a λ/2 fit is off by ‖w‖/2); ‖w‖ − certificate ≤
-√(log 2/λ); ‖w*‖ non-increasing up to the neighbours' certificates; the gap's 95 % BCa upper end
-≤ 2ℓ²/(λm), at every λ.
-Control: the λ/1000 fits held to λ's bounds must miss the norm or the gap bound for some d.
+regression without intercept, float64 L-BFGS, certified by strong convexity (‖w − w*‖ ≤
+‖∇F(w)‖/(2λ)); gaps over ``budget.c0_splits`` random half splits (m = 284).
+Premises, per d: ‖x‖ ≤ ℓ (1 ulp); each fit certified at the stated λ (certificate ≤ 1e-6 of
+√(log 2/λ): the solver stops at |∂F| ≤ 1e-12; a λ/2 fit is off by ‖w‖/2). The article's statements:
+‖w‖ − certificate ≤ √(log 2/λ); ‖w*‖ non-increasing up to the neighbours' certificates; the gap's
+95 % BCa upper end ≤ 2ℓ²/(λm), at every λ. Control: the λ/1000 fits, held to λ's bounds.
 """
 
 import numpy as np
@@ -94,21 +92,25 @@ def judge(m: dict) -> Judgement:
         checks += [
             Check(f"features_within_ell_d{d}", f"‖x‖ ≤ ℓ d={d}", radius <= ell * (1 + 2.0**-52),
                   measured=radius, tolerance=f"≤ ℓ = {ell:g} (1 ulp)",
-                  criterion="the bound's hypothesis"),
+                  criterion="the bound's hypothesis", kind="premise"),
             Check(f"certified_d{d}", f"fits certified d={d}", res[d]["certified"],
                   measured=res[d]["worst certificate / bound"],
                   tolerance=f"‖∇F_λ(w)‖/(2λ) ≤ {CERTIFIED:g}·√(log 2/λ)",
                   criterion="each fit a minimizer of L + λ‖w‖² at the stated λ (strong "
-                            "convexity), the certificate computed apart from the fit"),
+                            "convexity), the certificate computed apart from the fit",
+                  kind="premise"),
             Check(f"norm_bound_d{d}", f"norm bound d={d}", res[d]["norm bound"],
                   measured=res[d]["worst norm / bound"], tolerance="‖w‖ − certificate ≤ √(log 2/λ)",
-                  criterion="at every λ and split (measured: worst ‖w‖/bound)"),
+                  criterion="at every λ and split (measured: worst ‖w‖/bound)",
+                  resolution="a norm above √(log 2/λ) by more than the certificate"),
             Check(f"non_increasing_d{d}", f"non-increasing d={d}", res[d]["non-increasing"],
                   measured=res[d]["worst rise"], tolerance="rise − both certificates ≤ 0",
-                  criterion="‖w*(λ)‖ along the ascending λ grid"),
+                  criterion="‖w*(λ)‖ along the ascending λ grid",
+                  resolution="any rise beyond the two fits' certificates"),
             Check(f"gap_below_bound_d{d}", f"gap below bound d={d}", res[d]["gap below bound"],
                   measured=res[d]["worst gap upper / bound"], tolerance="upper 95 % BCa ≤ 2ℓ²/(λm)",
-                  criterion="at every λ (measured: worst upper end / bound)")]
+                  criterion="at every λ (measured: worst upper end / bound)",
+                  resolution="a mean gap whose 95 % BCa upper end passes the bound")]
     ctrl = a["ctrl"]
     checks.append(Check(
         "control_rejected", "control rejected",
@@ -116,7 +118,7 @@ def judge(m: dict) -> Judgement:
         measured={f"worst gap/bound d={d}": c["worst gap / bound"] for d, c in ctrl.items()}
         | {f"worst norm/bound d={d}": c["worst norm / bound"] for d, c in ctrl.items()},
         tolerance="norm or gap criterion missed for some dimension",
-        criterion="the λ/1000 fits held to λ's bounds by the same criteria"))
+        criterion="the λ/1000 fits held to λ's bounds by the same criteria", kind="control"))
     return Judgement(checks)
 
 

@@ -138,7 +138,8 @@ def judge(m: dict) -> Judgement:
                             not missing and not extra,
                             measured={"missing": missing, "extra": extra},
                             tolerance="no missing and no extra tensor",
-                            criterion="the probed invariant set equals the declared one"))
+                            criterion="the probed invariant set equals the declared one",
+                            kind="premise"))
     checks.append(bounded("invariant_float64",
                           with_up_to_epsilon("L(ρw) = L(w) in float64", kinds),
                           values, names[tested], tol, CRITERION))

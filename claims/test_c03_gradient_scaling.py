@@ -1,18 +1,17 @@
 """C3 — the gradient scales as 1/‖w‖, so a scale-invariant loss is not Lipschitz.
 
-Article (Labatie 2020, "Normalization → scale invariance", second implication): ∇L(w) scales as
-1/‖w‖, "which explains why scale-invariant functions cannot be Lipschitz".
-Derivation (sympy, ``theory.c03_gradient_scaling``; docs/claims.md): for f(w) = F(w/‖w‖), ∇f(ρw) =
-∇f(w)/ρ; the log-log slope of ‖∇f(ρw)‖ on ρ is −1 and ‖∇f(ρw)‖ → ∞ as ρ → 0⁺.
+Article (Labatie 2020, "Normalization → scale invariance"): ∇L(w) scales as 1/‖w‖, "which
+explains why scale-invariant functions cannot be Lipschitz". Derivation (sympy,
+``theory.c03_gradient_scaling``; docs/claims.md): for f(w) = F(w/‖w‖), ∇f(ρw) = ∇f(w)/ρ; the
+log-log slope of ‖∇f(ρw)‖ on ρ is −1 and ‖∇f(ρw)‖ → ∞ as ρ → 0⁺.
 
-Measurement: for every tensor the model declares scale-invariant or the detector finds, ∇L(ρw) for
-ρ over 10⁻⁶ … 10² by decades (float64, ε ≈ 0, BN in training mode, the probe batch); a tensor
-invariant up to ε (C1) again at s·w, where the ε is 100× below the tolerance, judged there.
-Criteria (core): (1) max ‖ρ∇L(ρw) − ∇L(w)‖/‖∇L(w)‖ ≤ δ = λ·6·depth·√n·u
-(:func:`wd_claims.probes.rounding_tolerance`); (2) the least-squares slope of log‖∇L(ρw)‖ on log ρ
-within δ's least-squares image of −1 (:func:`slope_tolerance`); (3) ‖∇L‖ grows ≥ 10⁶(1 − δ) from
-ρ = 1 to 10⁻⁶. Control: the same tensors with normalization removed must all miss (1) (none for
-a reparametrization: the verdict says so, and the criteria stand).
+Measurement: for every tensor declared scale-invariant or found so, ∇L(ρw) for ρ over 10⁻⁶ … 10²
+by decades (float64, ε ≈ 0, BN in training mode, the probe batch); a tensor invariant up to ε (C1)
+again at s·w, where the ε is 100× below the tolerance, judged there. The article's statements:
+(1) max ‖ρ∇L(ρw) − ∇L(w)‖/‖∇L(w)‖ ≤ δ = λ·6·depth·√n·u (``probes.rounding_tolerance``); (2)
+the slope of log‖∇L(ρw)‖ on log ρ within δ's least-squares image of −1 (:func:`slope_tolerance`);
+(3) ‖∇L‖ grows ≥ 10⁶(1 − δ) from ρ = 1 to 10⁻⁶. Control: the same tensors with normalization
+removed must all miss (1) (none for a reparametrization: the verdict says so).
 """
 
 import numpy as np
@@ -125,12 +124,14 @@ def judge(m: dict) -> Judgement:
               bool(np.all(np.abs(slopes - expected) <= a["slope_tol"])),
               measured={"worst deviation": float(np.max(np.abs(slopes - expected)))},
               tolerance=a["slope_tol"],
-              criterion="|slope of log‖∇L(ρw)‖ on log ρ − (−1)| ≤ the slope's rounding bound"),
+              criterion="|slope of log‖∇L(ρw)‖ on log ρ − (−1)| ≤ the slope's rounding bound",
+              resolution=f"a slope off −1 by > {fmt(a['slope_tol'])}"),
         Check("unbounded_near_zero", "unbounded as ρ → 0",
               bool(np.all(growth >= a["growth_expected"] * (1 - tol))),
               measured=float(growth.min()),
               tolerance=f"≥ {a['growth_expected']:g}·(1 − {fmt(tol)})",
-              criterion=f"‖∇L(ρw)‖ grows by 1/ρ from ρ = 1 to ρ = {a['rhos'][a['smallest']]:g}"),
+              criterion=f"‖∇L(ρw)‖ grows by 1/ρ from ρ = 1 to ρ = {a['rhos'][a['smallest']]:g}",
+              resolution="a growth short of 1/ρ beyond rounding"),
     ]
     if m["control_available"]:   # criterion (1), per tensor: it must miss on every one
         least = np.max(judged(m, "control_")[0], axis=1)

@@ -105,24 +105,28 @@ def judge(m: dict) -> Judgement:
                          "± order resolution": ORDER_RESOLUTION},
               criterion="the 95% t-interval of the slope of log residual (exact factor) on log p "
                         f"lies within ±{ORDER_RESOLUTION} of sympy's slope of √(1+p²)−1 on the "
-                        "measured p"),
+                        "measured p", resolution=f"an error order off 2 by > {ORDER_RESOLUTION}"),
         Check("exact_factor", "exact factor η/((1−2ηλ)‖w‖²)", a["exact_ok"],
               measured={"ηλ": float(s.max()), "f [low, high]": cis.round(5).tolist()},
               tolerance=f"Bonferroni {LEVEL:.0%} t-interval over {N_BLOCKS} blocks ± "
                         f"{a['delta']:.1e}",
               criterion="1 ∈ interval of the block means of f at the largest ηλ, widened by "
-                        f"{FACTOR_RESOLUTION:.0%} of the gap 2ηλ between the factors"),
+                        f"{FACTOR_RESOLUTION:.0%} of the gap 2ηλ between the factors",
+              kind="identity"),
         Check("factors_resolved", "factors resolved", resolved,
               measured={"interval width": a["width"]}, tolerance={"gap 1 − a = 2ηλ": 1 - a_top},
-              criterion="the interval of f is narrower than the gap between the two factors"),
+              criterion="the interval of f is narrower than the gap between the two factors",
+              kind="premise"),
         Check("control_rejected", "control rejected", not a["ok"]["zeroth"],
               measured=slopes["zeroth"],
               tolerance={"predicted on the design": round(a["preds"]["zeroth"], 4)},
-              criterion="the zeroth-order prediction misses the same slope criterion"),
+              criterion="the zeroth-order prediction misses the same slope criterion",
+              kind="control"),
         Check("article_factor", "article's factor η/‖w‖²", a["article_ok"], core=False,
               measured={"f [low, high]": cis.round(5).tolist()},
               tolerance={"a = 1 − 2ηλ": a_top},
-              criterion="a ∈ interval of the block means of f at the largest ηλ"),
+              criterion="a ∈ interval of the block means of f at the largest ηλ",
+              resolution="a factor off 1 − 2ηλ by more than the interval"),
     ], conditions=[
         Check("eta_lambda_resolves_factors", "ηλ resolves the factors", resolved,
               measured={"ηλ": float(s.max()), "1/(1−2ηλ)": 1 / a_top,

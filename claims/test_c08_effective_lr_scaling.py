@@ -1,16 +1,15 @@
 """C8 — the effective learning rate scales as √(ηλ) at fixed G; the step angle does regardless.
 
-Article (Labatie 2020): "the effective learning rate η_e can be shown to scale as the square root
-of ηλ". Derivation (sympy, ``theory.c08_effective_lr``, from C5; docs/claims.md): η_e* = η/x* =
+Derivation (sympy, ``theory.c08_effective_lr``, from C5; docs/claims.md): η_e* = η/x* =
 2√(ηλ(1−ηλ))/G, ∝ √(ηλ) only at fixed G; the per-step angle regardless: cos θ_t =
 (1−2ηλ)‖w_t‖/‖w_{t+1}‖ exactly (given C2), θ* = arccos(1−2ηλ).
 
 Measurement: the Fig. 2 grid's last quarter, all 3x3 kernels: the angle residual d_t = log cos θ_t
 − log(1−2ηλ) − ½ log(x_t/x_{t+1}) − radial term; η_e = η/x̄, G_eff = √(x̄·mean(G_t²/x_t)).
-Criteria (core): 0 ∈ each configuration's Bonferroni t-interval of d ± float32 rounding only; the
-radial term < 1 % of log(1−2ηλ); ½ ∈ the t-interval (± C5's fluctuation tilt) of the slope of
-log(η_e·G_eff/√(1−ηλ)) on log ηλ. Non-core: the raw slope of log η_e is ½ (expected to miss where
-G moves with ηλ). Control: exponents ¼, 1; the momentum run under the angle criterion.
+Identities: 0 ∈ each configuration's Bonferroni t-interval of d ± float32 rounding only; ½ ∈ the
+t-interval (± C5's fluctuation tilt) of the slope of log(η_e·G_eff/√(1−ηλ)) on log ηλ. Premise:
+the radial term < 1 % of log(1−2ηλ). The article's statement: the raw slope of log η_e is ½
+(expected to miss where G moves with ηλ). Control: exponents ¼, 1; the momentum run.
 """
 
 import numpy as np
@@ -37,7 +36,8 @@ def measure(ctx, model) -> dict:
     """Per configuration (seeds concatenated) η, λ, η_e, G's, c², the angle blocks; ``mom_*``."""
     results = ctx.results("grid", model.name)
     (momentum,) = ctx.results("momentum", model.name)
-    ctx.stands_on(setting.merge([setting.of_run(r.config, ctx.data_name) for r in results]))
+    ctx.stands_on(setting.merge([setting.of_run(r.config, ctx.data_name, r.augmented)
+                                 for r in results]))
 
     def columns(r):
         x = series(r, "sqnorm")
@@ -106,29 +106,34 @@ def judge(m: dict) -> Judgement:
                         "its interval": [float(cis[worst, 1]), float(cis[worst, 2])]},
               tolerance={"rounding bound": float(m["round"][worst])},
               criterion="per configuration, 0 ∈ Bonferroni 95% t-interval of block means of "
-                        "d = log cos θ − log(1−2ηλ) − ½log(x_t/x_{t+1}), ± float32 rounding"),
+                        "d = log cos θ − log(1−2ηλ) − ½log(x_t/x_{t+1}), ± float32 rounding",
+              kind="identity"),
         Check("radial_term_negligible", "g ⟂ w: the radial term is negligible",
               bool(np.all(a["radial_share"] <= RADIAL_SHARE)),
               measured={"max |radial term| / |log(1−2ηλ)|": float(a["radial_share"].max())},
               tolerance=f"≤ {RADIAL_SHARE}",
               criterion="per configuration and block, the radial term moves log cos θ by less "
-                        f"than {RADIAL_SHARE:.0%} of the predicted log cos θ* = log(1−2ηλ)"),
+                        f"than {RADIAL_SHARE:.0%} of the predicted log cos θ* = log(1−2ηλ)",
+              kind="premise"),
         Check("slope_half_G_divided", "G divided out: slope ½",
               bool(slope_lo - tilt <= half <= slope_hi + tilt),
               measured=_ci(fixed_G), tolerance={"95% t-interval ± fluctuation tilt": tilt},
               criterion=f"{half} ∈ CI of the slope of log(η_e·G_eff/√(1−ηλ)) on log ηλ, "
-                        "widened by the slope C5's fluctuation bound √(1+v)−1 has on log ηλ"),
+                        "widened by the slope C5's fluctuation bound √(1+v)−1 has on log ηλ",
+              kind="identity"),
         Check("wrong_exponents_rejected", "wrong exponents rejected", not any(a["wrong"].values()),
               measured=a["wrong"], tolerance="95% t-interval",
-              criterion="¼ and 1 ∉ the CI of the G-divided slope"),
+              criterion="¼ and 1 ∉ the CI of the G-divided slope", kind="control"),
         Check("control_rejected", "control rejected", not bool(np.all(a["mom_holds"])),
               measured={"momentum mean d": [round(float(v), 6) for v in a["mom_cis"][0]]},
               tolerance={"rounding bound": float(m["mom_round"][0])},
-              criterion="the momentum run misses the same angle criterion"),
+              criterion="the momentum run misses the same angle criterion", kind="control"),
         Check("raw_eta_e_sqrt", "raw η_e ∝ √(ηλ)", raw.contains("log(ηλ)", a["raw_pred"]),
               core=False, measured=_ci(raw), tolerance="95% t-interval",
               criterion=f"{a['raw_pred']} ∈ CI of the slope of log η_e on log ηλ (the article's "
-                        "statement, G not held fixed)"),
+                        "statement, G not held fixed)",
+              resolution=f"a slope off ½ by > {fmt(raw.halfwidth('log(ηλ)'))} (the interval's "
+                         "half-width)"),
     ], conditions=[
         Check("G_moves_with_eta_lambda", "G moves with ηλ",
               not a["g_fit"].contains("log(ηλ)", 0.0), measured=_ci(a["g_fit"]),

@@ -4,11 +4,11 @@ independent batches, 2(N − b)/(N − 2b) for disjoint batches of a pool of N, 
 two consecutive steps on curvature h.
 
 Measured (:mod:`wd_claims.regularization_checks`): one epoch of ResNet-8 at the grid's middle
-(η, λ); at its start and end, draws from a pool of N = 4b training images: one step −2ηg(w₀, B₁);
-two gradients at w₀ on independent, or disjoint, batches; two real steps. Core: at every checkpoint
-the BCa interval (Bonferroni) of the one-step/two-step variance ratio contains 2 and excludes 3;
-the disjoint batches (control) miss it. Non-core: the disjoint ratio is 3; two real steps keep 2
-(they miss where the curvature between the steps is measured: a declared expected failure).
+(η, λ); at its start and end, from a pool of N = 4b images: one step −2ηg(w₀, B₁); two gradients
+at w₀ on independent, or disjoint, batches; two real steps; the curvature h along the noise (HVPs).
+Identity: independent batches give a BCa interval (Bonferroni) ∋ 2, ∌ 3; disjoint ones (control)
+miss it. The article's statement: two real steps keep 2, judged where 0 < ηh < 2 (the quadratic
+regime); a miss there is declared, explained by 4/(1 + (1 − ηh)²). Prediction: disjoint gives 3.
 """
 
 import numpy as np
@@ -22,6 +22,9 @@ from wd_claims.regularization_checks import (
     noise_intervals,
     noise_run_measure,
     noise_runs,
+    predicts,
+    quadratic_regime,
+    sequential_ratio,
 )
 from wd_claims.verdict import Check, fmt
 
@@ -59,8 +62,12 @@ def analysis(m: dict) -> dict:
     steps = [int(s) for s in m["checkpoints"]]
     level = 1 - m["alpha"] / len(steps)
     epoch = d.fn("ratio_epoch", theory.N_pool, theory.b_size)(m["n_pool"], m["batch"])
+    ci = noise_intervals(m, level)
+    eta_h, regime = quadratic_regime(m["eta"], ci["curvature"])
+    sequential = d.fn("ratio_sequential", theory.eta, theory.h_curv)
+    ci["sympy"] = [sequential_ratio(lambda q: sequential(1.0, q), q) for q in eta_h]
     return dict(ideal=float(d.exprs["ratio"]), epoch=float(epoch), steps=steps, level=level,
-                ci=noise_intervals(m, level))
+                ci=ci, eta_h=eta_h, regime=regime, judged=[i for i, r in enumerate(regime) if r])
 
 
 def show(a: dict, kind: str) -> dict:
@@ -71,44 +78,58 @@ def show(a: dict, kind: str) -> dict:
 def judge(m: dict) -> Judgement:
     a = analysis(m)
     ci, ideal, epoch, steps = a["ci"], a["ideal"], a["epoch"], a["steps"]
-    real = [matches(c, ideal, epoch) for c in ci["two_steps_real"]]
-    missed = [i for i, ok in enumerate(real) if not ok]
-    curved = [not ci["curvature"][i][1] <= 1.0 <= ci["curvature"][i][2] for i in missed]
+    judged = a["judged"]
+    missed = [i for i in judged if not matches(ci["two_steps_real"][i], ideal, epoch)]
+    predicted = [predicts(ci["sympy"][i], ci["two_steps_real"][i], ideal) for i in missed]
     crit = (f"at every checkpoint the {100 * a['level']:.1f} % BCa interval contains "
             f"{fmt(ideal)} and excludes 2(N−b)/(N−2b) = {fmt(epoch, 4)}")
     return Judgement([
         Check("independent_ratio_2", "independent batches: ratio 2",
               all(matches(c, ideal, epoch) for c in ci["two_steps_independent"]),
               measured=show(a, "two_steps_independent"),
-              tolerance=f"∋ {fmt(ideal)}, ∌ {fmt(epoch, 4)}", criterion=crit),
+              tolerance=f"∋ {fmt(ideal)}, ∌ {fmt(epoch, 4)}", criterion=crit, kind="identity"),
         Check("control_rejected", "control rejected",
               not any(matches(c, ideal, epoch) for c in ci["two_steps_disjoint"]),
               measured=show(a, "two_steps_disjoint"),
-              tolerance="misses the criterion at every checkpoint",
+              tolerance="misses the criterion at every checkpoint", kind="control",
               criterion="disjoint batches judged by the same criterion"),
         Check("disjoint_ratio_epoch", "disjoint batches: 2(N−b)/(N−2b)",
               all(matches(c, epoch, ideal) for c in ci["two_steps_disjoint"]), core=False,
               measured=show(a, "two_steps_disjoint"),
               tolerance=f"∋ {fmt(epoch, 4)}, ∌ {fmt(ideal)}",
-              criterion="the finite-pool prediction, roles of the two values swapped"),
-        Check("real_steps_ratio_2", "real consecutive steps: ratio 2", all(real), core=False,
-              measured=show(a, "two_steps_real"), tolerance=f"∋ {fmt(ideal)}, ∌ {fmt(epoch, 4)}",
-              criterion=crit),
+              criterion="the finite-pool prediction, roles of the two values swapped",
+              kind="prediction"),
+        Check("quadratic_regime_reached", "the real steps judged at some checkpoint",
+              bool(judged), kind="premise",
+              measured={f"step {s}": [round(v, 3) for v in h]
+                        for s, h in zip(steps, a["eta_h"], strict=True)},
+              tolerance="0 < ηh < 2 at ≥ 1 checkpoint",
+              criterion="ηh, h = E⟨ξ, Hξ⟩/E‖ξ‖² by Hessian-vector products: where its interval "
+                        "is not inside (0, 2) the real steps are reported, not judged"),
+        Check("real_steps_ratio_2", "real consecutive steps: ratio 2", bool(judged) and not missed,
+              core=False, measured={f"step {steps[i]}": [round(v, 4) for v in
+                                                         ci["two_steps_real"][i]] for i in judged},
+              tolerance=f"∋ {fmt(ideal)}, ∌ {fmt(epoch, 4)}",
+              criterion=crit.replace("every checkpoint", "every checkpoint in the quadratic "
+                                                         "regime"),
+              resolution=f"a ratio off 2 by half the gap to {fmt(epoch, 4)}"),
     ], [Check(
-        "curvature_between_steps", "curvature between the steps", bool(missed) and all(curved),
-        measured={f"step {steps[i]}": [round(v, 4) for v in ci["curvature"][i]] for i in missed},
-        tolerance="Var(real two steps)/Var(two gradients at w₀): interval ∌ 1 where the real "
-                  "ratio misses",
-        criterion="the second gradient, taken at w₁ instead of w₀, changes the variance")])
+        "curvature_between_steps", "the curvature along the step predicts the real ratio",
+        bool(missed) and all(predicted),
+        measured={f"step {steps[i]}": [round(v, 4) for v in ci["sympy"][i]] for i in missed},
+        tolerance="predicted interval ∌ 2 on the real ratio's side, and overlaps its interval",
+        criterion="where the real ratio misses: sympy's 4/(1 + (1 − ηh)²) over ηh's interval, h "
+                  "= E⟨ξ, Hξ⟩/E‖ξ‖² by HVPs along the first step's noise (no second step taken)")])
 
 
 def present(m: dict, verdict) -> Presentation:
     a = analysis(m)
     ci, ideal, epoch, steps = a["ci"], a["ideal"], a["epoch"], a["steps"]
     widths = [c[2] - c[1] for c in ci["two_steps_independent"]]
-    kinds = ("two_steps_independent", "two_steps_disjoint", "two_steps_real", "curvature")
-    rows = table(["step", "independent (article) [CI]", "control: disjoint [CI]",
-                  "real steps [CI]", "Var(real)/Var(at w₀) [CI]"],
+    kinds = ("two_steps_independent", "two_steps_disjoint", "two_steps_real", "sympy", "predicted")
+    rows = table(["step", "independent (identity) [CI]", "control: disjoint [CI]",
+                  "real steps (article) [CI]", "4/(1 + (1 − ηh)²), ηh by HVPs [range]",
+                  "first-order model, every direction [CI]"],
                  [[s] + [f"{fmt(ci[k][i][0], 4)} [{fmt(ci[k][i][1], 4)}, {fmt(ci[k][i][2], 4)}]"
                          for k in kinds] for i, s in enumerate(steps)])
     return Presentation(
@@ -131,12 +152,18 @@ def present(m: dict, verdict) -> Presentation:
                  f"≈ {fmt(max(widths) / 2, 2)} ({fmt(50 * max(widths) / ideal, 2)} %) is rejected",
         tables=[rows],
         notes=[f"probe: pool N = {m['n_pool']} images, b = {m['batch']}, {m['draws']} draws per "
-               "checkpoint, 4 gradients per draw, all trainable parameters, BN in training mode, "
-               "no augmentation, no weight decay in the probed steps",
-               "each draw contributes ‖Dᵢ − D̄‖²·n/(n − 1) (mean: the unbiased trace of the "
-               "covariance); the bootstrap holds D̄ fixed (an O(1/n) effect)",
-               "with BN a batch gradient is not exactly a mean of per-example gradients, so "
-               "2(N−b)/(N−2b) is itself approximate (non-core)"],
+               "checkpoint, 4 gradients and one Hessian-vector product per draw, all trainable "
+               "parameters, BN in training mode, no augmentation, no weight decay in the probed "
+               "steps",
+               *[f"step {steps[i]}: outside the quadratic regime (ηh = {fmt(a['eta_h'][i])}): "
+                 "the real steps are reported, not judged; the quadratic model predicts "
+                 f"{fmt(ci['sympy'][i][0], 3)} there against the real "
+                 f"{fmt(ci['two_steps_real'][i][0], 3)}: no mechanism the suite measures explains "
+                 "that ratio" for i in range(len(steps)) if not a["regime"][i]],
+               "each draw contributes ‖Dᵢ − D̄‖²·n/(n − 1) (the unbiased trace of the covariance; "
+               "the bootstrap holds D̄ fixed); with BN, 2(N−b)/(N−2b) is itself approximate",
+               "the first-order model in every direction (last column) is reported, not judged: "
+               "it misses the real steps where the scalar curvature's formula does not"],
         context={"model": str(m.get("model", "resnet8")), "dtype": "float32", "seed": 0})
 
 

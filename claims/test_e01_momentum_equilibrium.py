@@ -111,16 +111,17 @@ def judge(m: dict, derivation_=None) -> Judgement:
               all(r["identity_u"] <= r["bound"] for r in rows),
               measured=[r["identity_u"] for r in rows], tolerance=[r["bound"] for r in rows],
               criterion="max_t |(1+μ−η·wd)X_t − P_t − μP_{t−1} − η⟨g_t,w_t⟩|/X_t ≤ 2(1+μ)u "
-                        "(units of float32's u)"),
+                        "(units of float32's u)", kind="identity"),
         angles.family_check(
             "control_rejected_plain_sgd_angle", "control rejected: plain-SGD angle",
             bool(mom) and all(angles.excludes_zero(r["ctrl"]) for r in mom),
             [r["ctrl"] for r in mom], "the same interval, for arccos((1−2ηλ)e^{−δ/2}) (μ "
-            "ignored), must miss 0 at every μ > 0"),
+            "ignored), must miss 0 at every μ > 0", kind="control"),
         Check("control_rejected_identity_mu_0", "control rejected: identity read with μ = 0",
               bool(mom) and all(r["identity_plain"] > identity_bound(0.0) for r in mom),
               measured=[r["identity_plain"] for r in mom], tolerance=identity_bound(0.0),
-              criterion="the same identity with μ = 0 must exceed its rounding bound 2u")])
+              criterion="the same identity with μ = 0 must exceed its rounding bound 2u",
+              kind="control")])
 
 
 def present(m: dict, verdict) -> Presentation:

@@ -86,7 +86,8 @@ def judge(m: dict, derivation_=None) -> Judgement:
                  "− a²), c the block's measured radial share")
     checks = [angles.zero_check(
         f"rms_angle_balance_{sym_id}_{num(r['mu'])}_lam_w_{num(r['lam_w'], '.3g')}",
-        f"RMS angle (norm balance) {r['label']}", r["ci"], criterion) for r in rows]
+        f"RMS angle (norm balance) {r['label']}", r["ci"], criterion, kind="identity")
+        for r in rows]
     for g in sorted({r["mu"] for r in rows}):
         at = [r["kosson"] for r in rows if r["mu"] == g]
         checks.append(angles.family_check(
@@ -100,12 +101,12 @@ def judge(m: dict, derivation_=None) -> Judgement:
             "control_rejected_plain_sgd", "control rejected: plain-SGD formula",
             all(angles.excludes_zero(r["plain"]) for r in rows), [r["plain"] for r in rows],
             "the same interval for arccos((1−2ηλ_w)e^{−δ/2}) (coupled plain SGD, λ_w read as the "
-            "article's λ, momentum ignored) must miss 0 everywhere"),
+            "article's λ, momentum ignored) must miss 0 everywhere", kind="control"),
         angles.family_check(
             "control_rejected_momentum_omitted", "control rejected: momentum omitted",
             bool(mom) and all(angles.excludes_zero(r["no_mu"]) for r in mom),
             [r["no_mu"] for r in mom], "the same interval for arccos((1−ηλ_w)e^{−δ/2}) (μ/β₁ "
-            "omitted) must miss 0 at every μ > 0")]
+            "omitted) must miss 0 at every μ > 0", kind="control")]
     # the measured cause of a miss of Kosson's θ* where momentum adds no radial share (μ = 0):
     # c resolved ≠ 0, on the side that moves θ the way the gap goes (c < 0 shrinks θ)
     plain = [r for r in rows if r["mu"] == 0]

@@ -52,7 +52,10 @@ def test_c5_fails_when_weight_decay_is_passed_to_torch_as_lambda_instead_of_two_
     "±0.11); it was caught at width 16, batch 32. "
     "Strict: the day C5 resolves it again this test XPASSes and fails, and the mark must go."))
 def test_c5_fails_when_the_mean_of_G_replaces_its_rms(m5, monkeypatch):
-    monkeypatch.setattr(c05, "block_rms", lambda G: c05.stats.block_means(G, c05.N_BLOCKS))
+    from wd_claims import equilibrium, stats
+
+    monkeypatch.setattr(equilibrium, "block_rms",
+                        lambda G: stats.block_means(G, equilibrium.N_BLOCKS))
     verdict = judged(c05, m5)
     assert status(verdict)[0] == "fail", status(verdict)[1]
 

@@ -117,3 +117,40 @@ def test_c10_vectorized_rank_test_gives_scipys_rho_and_the_scalar_permutation_p_
         assert falling_rank_test(lams, values, n_resamples=999) == (
             pytest.approx(st.spearmanr(lams, values).statistic, rel=1e-12),
             pytest.approx(scalar.pvalue, rel=1e-12))
+
+
+@pytest.fixture(scope="module")
+def c9_trained():
+    """The quick budget's C9 run (one epoch of ResNet-8 on the stand-in), trained here, and its
+    training data: the measurement code is exercised, not the recorded arrays."""
+    from wd_claims.config import BUDGETS
+    from wd_claims.data import DeviceData, resolve
+    from wd_claims.regularization_checks import noise_runs
+    from wd_claims.train import train
+
+    budget = BUDGETS["quick"]
+    images = resolve(None, download=False, n_train=budget.n_train, n_test=budget.n_test,
+                     require_real=False)
+    (config,) = noise_runs(budget, images, "resnet8")
+    data = DeviceData.from_images(images[0])
+    return train(config, data, progress=False), data, budget
+
+
+def test_c9_a_sign_slip_in_the_real_draws_second_step_fails(c9_trained, c9, monkeypatch):
+    """Inside wd_claims.noise: the real draw's second gradient taken at w₀ + ηg instead of
+    w₀ − ηg. The real-steps ratio moves to the other side of 2; the curvature's own prediction
+    (Hessian-vector products, no second step taken) does not move with it, so the declared
+    expected failure loses its cause and the claim FAILs."""
+    from wd_claims import noise
+    from wd_claims.regularization_checks import noise_run_measure
+
+    result, data, budget = c9_trained
+    real = noise._step
+    monkeypatch.setattr(noise, "_step", lambda params, grads, eta: real(params, grads, -eta))
+    slipped = noise_run_measure(budget)(result, data)
+    verdict = judged(C9, perturbed(c9, **{k: v for k, v in slipped.items() if k.startswith("a_")}))
+    assert status(verdict)[0] == "fail", status(verdict)
+    condition = {c.id: c for c in verdict.conditions}["curvature_between_steps"]
+    assert not condition.holds
+    judged_real = {c.id: c for c in verdict.checks}["real_steps_ratio_2"].measured
+    assert max(r[0] for r in judged_real.values()) < 2   # the other side of 2

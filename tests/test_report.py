@@ -26,8 +26,8 @@ def verdict(**kw) -> Verdict:
 
 def summary_rows(md: str) -> list[str]:
     """The table rows of the summary, header and rule excluded."""
-    block = md.split("## Summary", 1)[1].split("\n\n", 2)[1]
-    return block.splitlines()[2:]
+    block = md.split("## Summary", 1)[1].split("\n<a id=", 1)[0]
+    return [line for line in block.splitlines() if line.startswith("|")][2:]
 
 
 def test_a_verdict_with_an_unknown_status_is_refused():

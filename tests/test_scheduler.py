@@ -15,7 +15,7 @@ import torch
 from wd_claims import recipes
 from wd_claims.config import BUDGETS, shrunk
 from wd_claims.data import DeviceData, standin_cifar
-from wd_claims.scheduler import ClaimRuns, Scheduler
+from wd_claims.scheduler import ClaimRuns, Scheduler, measure_run
 from wd_claims.train import train
 from wd_claims.zoo import MODELS
 
@@ -73,8 +73,9 @@ def test_a_registered_measure_is_made_by_the_worker_and_equals_the_same_measure_
     finally:
         scheduler.shutdown(cancel=True)
     assert len(list(scheduler.cache_dir.glob("*.json"))) == 3   # two runs and the measurement
-    here = final_sqnorms(scheduler.run(images, starts), DeviceData.from_images(images[0]))
-    assert set(by_worker) == set(here)
+    here = measure_run(final_sqnorms, scheduler.run(images, starts),
+                       DeviceData.from_images(images[0]))
+    assert set(by_worker) == set(here) == {"sqnorm", "n", "run_augmented"}
     for name, values in here.items():
         np.testing.assert_array_equal(by_worker[name], values, err_msg=name)
 

@@ -97,17 +97,27 @@ def span(ci: Interval) -> list:
     return [ci.low, ci.high]
 
 
-def zero_check(check_id: str, name: str, ci: Interval, criterion: str) -> Check:
-    """The core check 0 ∈ ``ci`` (finite): measured its estimate, tolerance its bounds."""
+def zero_check(check_id: str, name: str, ci: Interval, criterion: str,
+               kind: str = "statement") -> Check:
+    """The core check 0 ∈ ``ci`` (finite): measured its estimate, tolerance its bounds; a
+    statement resolves a log-ratio off 0 by more than the interval's half-width."""
     return Check(check_id, name, contains_zero(ci), measured=ci.estimate, tolerance=span(ci),
-                 criterion=criterion)
+                 criterion=criterion, kind=kind, resolution=_resolution([ci], kind))
 
 
 def family_check(check_id: str, name: str, holds: bool, cis: list, criterion: str,
-                 core: bool = True) -> Check:
+                 core: bool = True, kind: str = "statement") -> Check:
     """A check judged on several intervals: measured their estimates, tolerance their bounds."""
     return Check(check_id, name, holds, core=core, measured=[ci.estimate for ci in cis],
-                 tolerance=[span(ci) for ci in cis], criterion=criterion)
+                 tolerance=[span(ci) for ci in cis], criterion=criterion, kind=kind,
+                 resolution=_resolution(cis, kind))
+
+
+def _resolution(cis: list, kind: str) -> str:
+    finite = [float(ci.halfwidth) for ci in cis if ci is not None and np.isfinite(ci.halfwidth)]
+    if kind != "statement" or not finite:
+        return ""
+    return f"an angle off by > {100 * np.expm1(max(finite)):.1f} % (the widest interval)"
 
 
 def controls_status(verdict) -> str:

@@ -80,6 +80,12 @@ class Judgement:
     checks: list[Check]
     conditions: list[Check] = field(default_factory=list)
 
+    def __post_init__(self):
+        for c in self.conditions:   # a condition is a measured cause, whatever it was built as
+            c.kind = "condition"
+        if any(c.kind == "condition" for c in self.checks):
+            raise ValueError("a condition is not a criterion: pass it in ``conditions``")
+
     def __getitem__(self, check_id: str) -> Check:
         for c in self.checks + self.conditions:
             if c.id == check_id:
@@ -123,7 +129,10 @@ def assemble(module: str | ModuleType, m: dict, **judge_kw) -> Verdict:
     v.title = p.title or v.title
     v.expected, v.predicted, v.measured = p.expected, p.predicted, p.measured
     v.tolerance, v.tolerance_reason, v.resolves = p.tolerance, p.tolerance_reason, p.resolves
-    v.control, v.tables, v.notes, v.context = p.control, p.tables, p.notes, dict(p.context)
+    v.control, v.tables, v.notes, v.context = dict(p.control), p.tables, p.notes, dict(p.context)
+    controls = [c for c in v.checks if c.kind == "control"]
+    if v.control and "status" not in v.control and controls:   # the control checks' outcome
+        v.control["status"] = ("rejected" if all(c.holds for c in controls) else "NOT rejected")
     return v
 
 

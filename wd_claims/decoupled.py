@@ -23,7 +23,7 @@ from wd_claims.data import DeviceData
 from wd_claims.invariance import NoScaleInvariantTensor, scale_invariant_names
 from wd_claims.monitor import GRAM, Monitor
 from wd_claims.run_config import TrainConfig
-from wd_claims.run_parts import batch_stream
+from wd_claims.run_parts import augmented_fraction, batch_stream
 
 NORMALIZATIONS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
                   nn.modules.instancenorm._InstanceNorm)
@@ -75,7 +75,8 @@ def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, trai
                     p.mul_(a)
 
         opt.register_step_pre_hook(decay)
-    for x, y in batch_stream(tc, train):
+    tally: dict = {}
+    for x, y in batch_stream(tc, train, tally):
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         opt.step()
@@ -90,6 +91,7 @@ def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, trai
            "radial": np.abs(cos_uw).mean(1), "cos_uw": cos_uw.mean(1),
            "rho": (eta * uw / ww).mean(1), "r2": (eta**2 * uu / ww).mean(1)}
     out["units"] = int(theta.shape[1])
+    out["augmented"] = augmented_fraction(tally)
     out["unit_kind"] = ("one output channel's kernel (per-channel BatchNorm)" if per_unit
                         else "one whole scale-invariant tensor (the model's normalizations are "
                              "not per channel)")
@@ -107,7 +109,8 @@ def measure_decoupled(kind: str, configs, budget, images, spec) -> dict:
     m.update({key: np.array([r[key] for r in runs]) for key in SERIES})
     m.update(kind=kind, units=runs[0]["units"], unit_kind=runs[0]["unit_kind"],
              model=f"{spec.name}-{kind}", data=images[0].name, batch=budget.batch_size,
-             seed=budget.seeds[0], augment=int(bool(budget.augment)))
+             seed=budget.seeds[0], augment=int(bool(budget.augment)),
+             augmented=float(np.mean([r["augmented"] for r in runs])))
     return m
 
 
@@ -139,6 +142,6 @@ def run_setting(m: dict) -> dict:
          "trains": "the scale-invariant tensors only (classifier and normalization affine "
                    "parameters frozen at init)", "start": "default init", "precision": "float32",
          "seeds": [int(m["seed"])], "optimizer": OPTIMIZER[str(m["kind"])],
-         "augment": "random crop (pad 4) + flip" if m["augment"] else "none"}
+         "augment": setting.augmentation(bool(m["augment"]), float(m.get("augmented", "nan")))}
     s["deviations"] = setting.deviations(s)
     return s

@@ -5,11 +5,14 @@
 - :func:`plain_step_rounding` (C4) and :func:`coupled_step_rounding` (C8) — a-priori bounds of
   what float32 rounding of one SGD update can do to an exact identity: the only allowance the
   step criteria get (no tolerance contains the residual it judges).
+- :func:`spiral_step_criteria` — C4's per-step identities of a λ = 0 run, and their intervals.
 - :func:`tensor_sizes` — the entries of each tracked tensor, the n of those bounds' float64 sums.
 - :func:`angle_blocks` — the terms of C8's per-step angle identity over a run's late window.
 - :func:`concat_runs` — per-configuration columns of several runs (seeds), concatenated.
 - :func:`fit_on_eta_lambda` — OLS of a per-configuration quantity on log ηλ and log η/λ (C8).
 - :func:`fluctuation_bound` — C5's √(1+v) − 1 as a function of (c², η, λ) (C7, C8).
+- :func:`probe_G` — G = ‖∇L(u)‖ of the joint column on one fixed batch, from a checkpoint (C4's
+  measured cause: apart from the recorded per-step ‖g‖).
 """
 
 from __future__ import annotations
@@ -66,6 +69,24 @@ def coupled_step_rounding(x_t, x_next, gnorm, eta, lam, dtype="float32"):
     return 2 * e / cos_pred + e + 1e7 * np.finfo(np.float64).eps
 
 
+def spiral_step_criteria(x, g, cos, eta, n_elements, u, n_blocks: int = 8) -> dict:
+    """C4's per-step criteria on (K, P, T) series: plain-step ok (K, P), the ⟨g,w⟩ = 0 intervals
+    (K, P, 3) and ok (K, P), monotone ok (K, P), the worst plain-step ratio, the relative bound."""
+    eta = np.asarray(eta, float)[:, None, None]
+    n = np.asarray(n_elements, float)[None, :, None]
+    inc = eta**2 * g[..., :-1] ** 2
+    resid = np.diff(x, axis=-1) - inc
+    cross = 2 * eta * g[..., :-1] * np.sqrt(x[..., :-1]) * cos[..., :-1]
+    bound = plain_step_rounding(x, g, eta, n, u)
+    ratio = np.abs(resid + cross) / bound
+    ci = block_intervals(stats.block_means(resid / inc, n_blocks))
+    rel_bound = np.nanmax(bound / inc, axis=-1)
+    return {"plain": np.nanmax(ratio, axis=-1) <= 1, "ci": ci, "rel_bound": rel_bound,
+            "radial_ok": (ci[..., 1] - rel_bound <= 0) & (0 <= ci[..., 2] + rel_bound),
+            "monotone": np.all(np.diff(x, axis=-1) >= -bound, axis=-1),
+            "worst": float(np.nanmax(ratio))}
+
+
 def tensor_sizes(result) -> np.ndarray:
     """Number of entries of each tracked tensor (from the shapes in the final checkpoint); the
     joint column (last) holds the 3x3 kernels among them, or all of them (its label says)."""
@@ -75,6 +96,25 @@ def tensor_sizes(result) -> np.ndarray:
     in_joint = [result.tensors[-1] != ALL_3X3 or tuple(state[n].shape[-2:]) == (3, 3)
                 for n in names]
     return np.array(sizes + [sum(s for s, j in zip(sizes, in_joint, strict=True) if j)])
+
+
+def probe_G(result, k: int, step: int, x, y) -> tuple[float, float]:
+    """(G, ‖w‖): G = ‖∇L‖·‖w‖ of the joint column (every tracked tensor the joint column holds), for
+    configuration k's checkpoint at ``step``, on the fixed batch (x, y), BN in training mode,
+    float64 sums: a scale-invariant quantity, measured apart from the recorded series."""
+    import torch
+    from torch.nn import functional as F
+
+    model = result.model(k, step)
+    params = dict(model.named_parameters())
+    names = [n for n, size in zip(result.tensors[:-1], tensor_sizes(result)[:-1], strict=True)
+             if result.tensors[-1] != ALL_3X3 or tuple(params[n].shape[-2:]) == (3, 3)
+             if size]
+    loss = F.cross_entropy(model(x.to(next(model.parameters()).dtype)), y)
+    grads = torch.autograd.grad(loss, [params[n] for n in names])
+    g2 = sum(float(g.double().pow(2).sum()) for g in grads)
+    w2 = sum(float(params[n].detach().double().pow(2).sum()) for n in names)
+    return float(np.sqrt(g2 * w2)), float(np.sqrt(w2))
 
 
 def fit_on_eta_lambda(y, eta, lam) -> stats.Fit:

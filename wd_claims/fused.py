@@ -38,6 +38,7 @@ def run_fused(config: TrainConfig, train_data, test_data, progress: bool) -> Tra
 
     from wd_claims.metrics import Segments, step_metrics
     from wd_claims.run_parts import (
+        augmented_fraction,
         batch_stream,
         evaluate,
         evaluation_sets,
@@ -73,7 +74,8 @@ def run_fused(config: TrainConfig, train_data, test_data, progress: bool) -> Tra
     checkpoints, steps = {}, set(config.checkpoints)
     flat = lambda d: torch.cat([d[n].reshape(config.k, -1) for n in invariant], 1)  # noqa: E731
     bar = progress_bar(config, progress)
-    for t, (x, y) in enumerate(batch_stream(config, train_data)):
+    tally: dict = {}
+    for t, (x, y) in enumerate(batch_stream(config, train_data, tally)):
         if t in steps:
             checkpoints[t] = _states(params, buffers, config.k)
         train_params = {n: params[n] for n in trained}
@@ -110,7 +112,8 @@ def run_fused(config: TrainConfig, train_data, test_data, progress: bool) -> Tra
     bar.close()
     checkpoints[config.steps] = _states(params, buffers, config.k)
     result = TrainResult(config, invariant + [joint_label(kernels_3x3, build_model(config))],
-                         recorder.metrics, recorder.diverged_messages(), checkpoints)
+                         recorder.metrics, recorder.diverged_messages(), checkpoints,
+                         augmented=augmented_fraction(tally))
     if config.evaluate:
         for label, data in evaluation_sets(config, train_data, test_data).items():
             scores = np.array([evaluate(_model_at(config, checkpoints[config.steps][k], device),

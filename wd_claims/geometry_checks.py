@@ -43,15 +43,19 @@ def probe_inputs(ctx, model, precision: str, **extra):
     return spec, x, y, data_name
 
 
-def bounded(check_id: str, name: str, worst, names, tol: float, criterion: str) -> Check:
+def bounded(check_id: str, name: str, worst, names, tol: float, criterion: str,
+            kind: str = "statement") -> Check:
     """``worst`` (one value per tensor of ``names``) ≤ ``tol`` for every tensor; measured: the
-    largest, and the tensors over the tolerance."""
+    largest, and the tensors over the tolerance. A statement resolves a deviation over ``tol``
+    (the a-priori rounding bound)."""
     worst = np.asarray(worst, dtype=float)
     return Check(check_id, name, bool(np.all(worst <= tol)),
                  measured={"worst": float(worst.max()),
                            "over tolerance": [str(n) for n, w in zip(names, worst, strict=True)
                                               if not w <= tol]},
-                 tolerance=tol, criterion=criterion)
+                 tolerance=tol, criterion=criterion, kind=kind,
+                 resolution=f"a relative deviation > {fmt(tol)} (rounding bound)"
+                 if kind == "statement" else "")
 
 
 def control_rejected(least, names, tol: float, holds: bool,
@@ -64,7 +68,7 @@ def control_rejected(least, names, tol: float, holds: bool,
                  measured={"least": float(np.min(least)),
                            "not rejected": [str(n) for n, c in zip(names, least, strict=True)
                                             if c <= tol]},
-                 tolerance=f"> {fmt(tol)} for every tensor", criterion=criterion)
+                 tolerance=f"> {fmt(tol)} for every tensor", criterion=criterion, kind="control")
 
 
 def check_of(verdict: Verdict, check_id: str) -> Check | None:

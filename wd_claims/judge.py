@@ -70,7 +70,7 @@ def decide(claim: str, checks: list[Check], conditions: list[Check], budget: str
 
 
 def _miss(c: Check) -> str:
-    kind = "core criterion" if c.core else "sub-statement"
+    kind = {"statement": "the article's statement"}.get(c.kind, c.kind)
     return (f"{kind} '{c.name}' missed: measured {fmt(c.measured)}, tolerance {fmt(c.tolerance)}"
             + (f" ({c.criterion})" if c.criterion else ""))
 

@@ -24,6 +24,13 @@ from wd_claims.run_config import TrainConfig
 
 START_SCALES = (0.25, 1.0, 4.0)    # ‖w₀‖ multipliers of the scale-invariant tensors (C4, C5)
 MOMENTUM = 0.9                     # C4's control: the usual value
+EDGE = 0.1                         # C4's "early" and "late": the first and last tenth of a run
+
+
+def edge_middles(steps: int) -> tuple[int, int]:
+    """The middle steps of the first and last ``EDGE`` of a run of ``steps`` (C4 probes G there)."""
+    n = max(1, int(EDGE * steps))
+    return n // 2, steps - n + n // 2
 SHARED_BY = frozenset({"C4", "C5", "C6", "C7", "C8"})   # the claims that read these runs
 
 
@@ -56,12 +63,14 @@ def starts_config(budget: Budget, seed: int, data_name: str, model: str = "resne
 
     The grid's full length: the map alone relaxes in ~1/(8ηλ) steps, but x* moves while G drifts
     early in training. Normalizations' eps ≈ 0 (EXACT_EPS): C4's identity Δ‖w‖² = η²‖g‖² needs
-    ⟨g, w⟩ = 0, which eps = 1e-5 breaks where ‖w‖ is small (docs/performance.md, "Budgets")."""
+    ⟨g, w⟩ = 0, which eps = 1e-5 breaks where ‖w‖ is small (docs/performance.md, "Budgets").
+    The middles of the first and last tenth are kept: C4 probes G there."""
     eta, lam = middle(budget)
     n = len(START_SCALES)
     common = _common(budget, seed, data_name, model)
     return TrainConfig(etas=(eta,) * 2 * n, lams=(lam,) * n + (0.0,) * n,
-                       init_scales=START_SCALES * 2, norm_eps=EXACT_EPS, **common)
+                       init_scales=START_SCALES * 2, norm_eps=EXACT_EPS,
+                       checkpoints=edge_middles(budget.steps), **common)
 
 
 def momentum_config(budget: Budget, seed: int, data_name: str, model: str = "resnet8"

@@ -69,11 +69,39 @@ def noise_run_measure(budget):
 
 def noise_intervals(m: dict, level: float) -> dict:
     """kind → per checkpoint (ratio, low, high) of one-step / two-step total variance, and
-    ``curvature``: Var(real) / Var(independent at w₀). ``m``: :func:`measure_noise`'s arrays."""
+    ``curvature``: h = E⟨ξ, H ξ⟩/E‖ξ‖², the Hessian's Rayleigh quotient on the step's noise (HVPs
+    on the second batch); ``predicted``: the one-step ratio against the independent pair plus the
+    first-order response −η²H g(w₀, B₁). ``m``: :func:`measure_noise`'s arrays."""
     ratios = {**{k: ("one_step_2eta", k) for k in NOISE_KINDS},
-              "curvature": ("two_steps_real", "two_steps_independent")}
+              "curvature": ("curvature_num", "curvature_den"),
+              "predicted": ("one_step_2eta", "two_steps_predicted")}
     return {k: [ratio_interval(m[f"a_{num}"][i], m[f"a_{den}"][i], level=level, seed=i)
                 for i in range(len(m["checkpoints"]))] for k, (num, den) in ratios.items()}
+
+
+def sequential_ratio(fn, eta_h) -> list[float]:
+    """[f(ηh), min, max of f over ηh's interval], f = sympy's 4/(1 + (1 − ηh)²) as ``fn(q)``:
+    the real two-step ratio the quadratic model predicts from the measured curvature."""
+    est, lo, hi = (float(v) for v in eta_h)
+    values = [float(fn(q)) for q in np.linspace(lo, hi, 65)]
+    return [float(fn(est)), min(values), max(values)]
+
+
+def quadratic_regime(eta: float, curvature: list) -> tuple[list, list[bool]]:
+    """(ηh intervals, in the regime per checkpoint) from the curvature intervals h along the noise:
+    the quadratic model's regime is sympy's h > 0 and ηh < 2 (the two-step map contracts); where
+    the HVPs resolve ηh inside (0, 2) C9 judges the real steps, elsewhere it reports them."""
+    eta_h = [[eta * v for v in h] for h in curvature]
+    return eta_h, [bool(0 < lo and hi < 2) for _, lo, hi in eta_h]
+
+
+def predicts(predicted, real, ideal: float) -> bool:
+    """The curvature's prediction explains a miss of the real ratio: its interval excludes
+    ``ideal`` on the side of the real estimate (direction) and overlaps the real interval (size)."""
+    _, p_lo, p_hi = predicted
+    r, r_lo, r_hi = real
+    side = p_lo > ideal if r > ideal else p_hi < ideal
+    return bool(side and p_lo <= r_hi and r_lo <= p_hi)
 
 
 # --- C10: sharpness -------------------------------------------------------------------------

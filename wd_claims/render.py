@@ -65,7 +65,11 @@ def render_markdown(verdicts: list[Verdict], session: dict) -> str:
     if session.get("budget_note"):
         lines += [f"> {session['budget_note']}", ""]
     lines += ["## Summary", "",
-              "| id | claim | model · data | expected | measured | tolerance | verdict |",
+              "Each row's verdict is the article's statement, judged at the resolution given; "
+              "the identities (true of any correct engine), premises and control back it "
+              "(docs/design.md, \"Two kinds of check\").", "",
+              "| id | claim | model · data | the article's statement, measured | resolution | "
+              "backed by | verdict |",
               "|---|---|---|---|---|---|---|"]
     for v, anchor in zip(verdicts, anchors, strict=True):
         ctx = v.context
@@ -73,14 +77,44 @@ def render_markdown(verdicts: list[Verdict], session: dict) -> str:
                                       if v.status != "pass" and v.reason else "")
         lines.append(
             f"| [{v.id}](#{anchor}) | {_cell(v.title)} | {_cell(ctx.get('model') or '–')} · "
-            f"{_cell(_short(ctx.get('data') or '–'))} | {_cell(v.expected or '–')} | "
-            f"{_cell(fmt(_headline(v.measured)))} | {_cell(fmt(v.tolerance))} | {verdict} |")
+            f"{_cell(_short(ctx.get('data') or '–'))} | {_statements(v)} | "
+            f"{_cell(_resolutions(v), 160)} | {_backing(v)} | {verdict} |")
     lines.append("")
     for v, anchor in zip(verdicts, anchors, strict=True):
         lines += _section(v, anchor)
     lines += ["## Provenance", "", "```", json.dumps(session.get("provenance", {}), indent=2),
               "```", ""]
     return "\n".join(lines)
+
+
+def _statements(v: Verdict) -> str:
+    """The summary's cell of a verdict's statement checks: name, measured, held or missed (the
+    verdict's expectation and headline number where it carries no labelled statement)."""
+    stated = [c for c in v.checks if c.kind == "statement"]
+    if not stated:
+        return _cell(f"{v.expected or '–'}: {fmt(_headline(v.measured))}", 160)
+    return "; ".join(f"{_cell(c.name)}: {_cell(fmt(c.measured), 60)} "
+                     f"{'✓' if c.holds else '**✗**'}" for c in stated)
+
+
+def _resolutions(v: Verdict) -> str:
+    return "; ".join(dict.fromkeys(c.resolution for c in v.checks
+                                   if c.kind == "statement" and c.resolution)) or fmt(v.tolerance)
+
+
+def _backing(v: Verdict) -> str:
+    """"identities 3/3 · premises 1/1 · control rejected": how many of each backing kind hold."""
+    parts = []
+    for kind, label in (("identity", "identities"), ("premise", "premises"),
+                        ("prediction", "predictions")):
+        these = [c for c in v.checks if c.kind == kind]
+        if these:
+            parts.append(f"{label} {sum(c.holds for c in these)}/{len(these)}")
+    controls = [c for c in v.checks if c.kind == "control"]
+    if controls:
+        parts.append("control " + ("rejected" if all(c.holds for c in controls)
+                                   else "**not rejected**"))
+    return " · ".join(parts) or "–"
 
 
 def _short(label) -> str:
@@ -155,10 +189,11 @@ def _section(v: Verdict, anchor: str) -> list[str]:
 
 def _checks_table(checks: list[Check], kind: str) -> list[str]:
     """A verdict's checks (or conditions) as one markdown table."""
-    rows = [f"| {kind} | core | measured | tolerance | rule | holds |", "|---|---|---|---|---|---|"]
-    rows += [f"| {_cell(c.name)} | {'core' if c.core else 'sub-statement'} | "
+    rows = [f"| {kind} | kind | measured | tolerance | rule | holds |", "|---|---|---|---|---|---|"]
+    rows += [f"| {_cell(c.name)} | {c.kind}{'' if c.core else ' (may be declared)'} | "
              f"{_cell(fmt(c.measured), 120)} | {_cell(fmt(c.tolerance), 80)} | "
-             f"{_cell(c.criterion, 160)} | {'yes' if c.holds else '**no**'} |" for c in checks]
+             f"{_cell(c.criterion + (f'; resolves {c.resolution}' if c.resolution else ''), 200)}"
+             f" | {'yes' if c.holds else '**no**'} |" for c in checks]
     return rows + [""]
 
 

@@ -135,6 +135,9 @@ class TrainResult:
     train_eval: dict[str, np.ndarray] = field(default_factory=dict)  # same, on the training set
     from_cache: bool = False
     seconds: float = 0.0                       # wall time of the training (0 when cached)
+    augmented: float = float("nan")            # measured: the fraction of the training images
+                                               # the augmentation changed (what ran, whatever
+                                               # ``config.augment`` asked for)
 
     def model(self, k: int, step: int | None = None) -> nn.Module:
         """A fresh nn.Module (CPU, training mode, ``config.dtype``, ``config.norm_eps``) holding

@@ -27,14 +27,18 @@ def _generator(seed: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def batch_stream(config: TrainConfig, data: DeviceData):
+def batch_stream(config: TrainConfig, data: DeviceData, tally: dict | None = None):
     """Yields (x, y) for steps 0 … T−1, the same for every configuration and every run with this
     seed: shuffled epochs (``wd_claims.data.epoch_indices``), augmented on the device when
     ``config.augment``. x: (B, 3, 32, 32) in ``config.dtype``, y: (B,) int64.
 
     No host synchronization per step: the batch order is drawn for the whole run, the
     augmentation for CHUNK steps at a time, each moved to the device in one (pinned, non-blocking
-    on CUDA) copy."""
+    on CUDA) copy.
+
+    ``tally`` (a dict, filled in place): ``changed``, the images whose pixels differ from the data
+    set's (a device tensor: no synchronization), and ``images``, all the images streamed; what
+    :func:`augmented_fraction` reads, so that a setting states what ran, not what was asked."""
     device = data.x.device
     order = epoch_indices(len(data), config.batch_size, config.steps, _generator(config.seed, 1),
                           device)
@@ -53,7 +57,18 @@ def batch_stream(config: TrainConfig, data: DeviceData):
             x = data.x[idx]
             if config.augment:
                 x = augment_drawn(x, shift[i], flip[i])
+            if tally is not None:
+                changed = (x != data.x[idx]).flatten(1).any(1).sum()
+                tally["changed"] = tally.get("changed", 0) + changed
+                tally["images"] = tally.get("images", 0) + x.shape[0]
             yield x.to(dtype), data.y[idx]
+
+
+def augmented_fraction(tally: dict) -> float:
+    """The fraction of the streamed training images that the augmentation changed (NaN: none
+    streamed)."""
+    images = tally.get("images", 0)
+    return float(tally.get("changed", 0)) / images if images else float("nan")
 
 
 def evaluation_sets(config: TrainConfig, train_data: DeviceData,

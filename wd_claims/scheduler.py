@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from wd_claims.cache import Cache
 from wd_claims.config import Budget, usable_cores
 from wd_claims.recipes import SHARED_BY, all_shared_configs, shared_configs
@@ -149,7 +151,7 @@ class Scheduler:
         hit = cache.load(fields)
         if hit is not None:
             return hit[0]
-        arrays = measure(self.run(images, config), train_data)
+        arrays = measure_run(measure, self.run(images, config), train_data)
         cache.store(fields, arrays, {"measurement": fields["measurement"]})
         return arrays
 
@@ -284,8 +286,15 @@ def _train_into_cache(job) -> tuple[str, ...]:
         return keys
     fields = measurement_fields(config, train_data, test_data, "cpu", measure)
     if cache.load(fields) is None:
-        cache.store(fields, measure(result, train_data), {"measurement": fields["measurement"]})
+        cache.store(fields, measure_run(measure, result, train_data),
+                    {"measurement": fields["measurement"]})
     return keys + (cache.key(fields),)
+
+
+def measure_run(measure, result, train_data) -> dict:
+    """``measure(result, train_data)``, plus ``run_augmented``: what the run's augmentation did
+    (``TrainResult.augmented``), so that a cached measurement still says what ran."""
+    return {**measure(result, train_data), "run_augmented": np.array(result.augmented)}
 
 
 def measurement_fields(config: TrainConfig, train_data, test_data, device: str, measure) -> dict:

@@ -103,6 +103,7 @@ class Context:
     request: pytest.FixtureRequest
     params: dict = field(default_factory=dict)     # a claim's own parameters (E2's optimizer)
     configs: list = field(default_factory=list)    # the runs read, for the setting
+    augmented: dict = field(default_factory=dict)  # config → its measured augmented fraction
     _extra: dict = field(default_factory=dict)
     _setting: dict | None = None
 
@@ -138,18 +139,22 @@ class Context:
         """The shared runs ``which`` ∈ {grid, starts, momentum} of ``model``, one per seed."""
         out = self.session.scheduler.results(self.images, which, model)
         self.configs += [r.config for r in out]
+        self.augmented.update((r.config, r.augmented) for r in out)
         return out
 
     def run(self, config) -> object:
         """The result of training ``config`` (the workers', the cache's, or trained here)."""
         result = self.session.scheduler.run(self.images, config)
         self.configs.append(result.config)
+        self.augmented[result.config] = result.augmented
         return result
 
     def measured(self, config, measure) -> dict:
         """``measure(result, train_data)`` of the run ``config`` (computed once, cached)."""
         self.configs.append(config)
-        return self.session.scheduler.measured(self.images, config, measure)
+        arrays = dict(self.session.scheduler.measured(self.images, config, measure))
+        self.augmented[config] = float(arrays.pop("run_augmented"))
+        return arrays
 
     def describe(self, **extra) -> None:
         """Entries added to the setting of every run this claim read (e.g. ``w=…``)."""
@@ -165,7 +170,7 @@ class Context:
         if self._setting is not None:
             return self._setting
         data = self.data_name if self.configs else ""
-        return setting.merge([setting.of_run(c, data, **self._extra)
+        return setting.merge([setting.of_run(c, data, self.augmented.get(c), **self._extra)
                               for c in dict.fromkeys(self.configs)])
 
 

@@ -16,8 +16,10 @@ FIG2 = MappingProxyType({"model": "resnet8", "width": 16, "data": "CIFAR-10", "b
                          "steps": 39_100, "momentum": 0.0})
 
 
-def of_run(config, data_name: str, **extra) -> dict:
-    """The setting of a training run (``config``: a TrainConfig) on data ``data_name``."""
+def of_run(config, data_name: str, augmented: float | None = None, **extra) -> dict:
+    """The setting of a training run (``config``: a TrainConfig) on data ``data_name``;
+    ``augmented``: the fraction of its training images the augmentation changed, as the engine
+    measured it (``TrainResult.augmented``): the setting says what ran, not what was asked."""
     scales = sorted(set(config.init_scales or (1.0,)))
     setting = {
         "model": config.model, "width": config.width, "data": data_name,
@@ -34,11 +36,26 @@ def of_run(config, data_name: str, **extra) -> dict:
         "optimizer": ("plain SGD" if config.momentum == 0 else
                       f"SGD, momentum {config.momentum:g} (coupled decay)")
                      + ", weight_decay = 2λ",
-        "augment": "random crop (pad 4) + flip" if config.augment else "none",
+        "augment": augmentation(config.augment, augmented),
     }
     setting.update(extra)
     setting["deviations"] = deviations(setting)
     return setting
+
+
+def augmentation(configured: bool, measured: float | None) -> str:
+    """The augmentation that ran, in words: the measured fraction of changed training images
+    decides; what was configured is said where the two disagree or nothing was measured."""
+    asked = "random crop (pad 4) + flip" if configured else "none"
+    if measured is None or measured != measured:       # not measured (NaN)
+        return f"{asked} (configured; not measured)"
+    if measured == 0:
+        return "none" + (" — configured random crop (pad 4) + flip, but no training image "
+                         "was changed (measured)" if configured else "")
+    return (f"random crop (pad 4) + flip, {100 * measured:.1f} % of the training images "
+            "changed (measured)" if configured else
+            f"{100 * measured:.1f} % of the training images changed although none was "
+            "configured (measured)")
 
 
 def merge(settings: list[dict]) -> dict:

@@ -84,6 +84,7 @@ def result_arrays(result: TrainResult) -> tuple[dict[str, np.ndarray], dict]:
         for k, state in enumerate(states):
             arrays.update({f"checkpoints/{step}/{k}/{n}": a for n, a in state.items()})
     meta = {"tensors": result.tensors, "diverged": result.diverged, "seconds": result.seconds,
+            "augmented": result.augmented,
             "evaluated": sorted(label for label in ("test", "train_eval")
                                 if getattr(result, label))}
     return arrays, meta
@@ -112,7 +113,8 @@ def result_from_arrays(config: TrainConfig, has_test: bool, arrays: dict[str, np
             raise ValueError(f"{key} has shape {arrays[key].shape}, expected {shape}")
     result = TrainResult(config, tensors,
                          {m: arrays[f"metrics/{m}"] for m in METRICS_KTP + METRICS_KT},
-                         list(meta["diverged"]), from_cache=True)
+                         list(meta["diverged"]), from_cache=True,
+                         augmented=float(meta["augmented"]))
     result.checkpoints = {s: [{n: arrays[f"checkpoints/{s}/{j}/{n}"] for n in template}
                               for j in range(k)] for s in config.checkpoint_steps()}
     if config.evaluate:

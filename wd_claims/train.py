@@ -93,6 +93,7 @@ from wd_claims.run_config import (
     build_model,
 )
 from wd_claims.run_parts import (
+    augmented_fraction,
     batch_stream,
     evaluate,
     evaluation_sets,
@@ -228,7 +229,8 @@ def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | No
     active = list(range(config.k))
     bar = progress_bar(config, progress)
     forward = _forward(config, device)
-    for t, (x, y) in enumerate(batch_stream(config, train_data)):
+    tally: dict = {}
+    for t, (x, y) in enumerate(batch_stream(config, train_data, tally)):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if t in steps:
@@ -259,7 +261,8 @@ def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | No
     bar.close()
     checkpoints[config.steps] = [state_arrays(r.model) for r in replicas]
     result = TrainResult(config, invariant + [label], recorder.metrics,
-                         recorder.diverged_messages(), checkpoints)
+                         recorder.diverged_messages(), checkpoints,
+                         augmented=augmented_fraction(tally))
     if config.evaluate:
         for label, data in evaluation_sets(config, train_data, test_data).items():
             scores = np.array([evaluate(r.model, data, channels_last, config.precision)

@@ -8,8 +8,21 @@ from __future__ import annotations
 import fnmatch
 import math
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 
 STATUSES = ("pass", "fail", "skip", "xfail")
+# What a check weighs (docs/design.md, "Two kinds of check"): the article's measurable wording, or
+# what backs it. A summary row's verdict is its ``statement`` checks'; the rest stand beside them.
+KINDS = MappingProxyType({
+    "statement": "the article's wording, measurable, judged at a stated resolution",
+    "identity": "true of any correct engine (the update-rule algebra, an exact map with measured "
+                "quantities): a miss is a bug, a hold says nothing about the article",
+    "premise": "what the statement assumes, measured (a bound's hypothesis, a certified fit, a "
+               "resolving design)",
+    "control": "a deliberately wrong input or prediction, judged by the same criterion: must miss",
+    "prediction": "a sharper prediction of the suite's own, beyond the article's words",
+    "condition": "an expected failure's cause, measured apart from the statistic that missed",
+})
 
 
 @dataclass
@@ -23,9 +36,15 @@ class Check:
     measured: object = None      # the number(s) the criterion looked at
     tolerance: object = None     # the acceptance region (interval, bound), fixed before measuring
     criterion: str = ""          # the rule in words, e.g. "0 ∈ 95% CI of mean log(x̄/x*)"
+    kind: str = "statement"      # one of KINDS: what a hold or a miss tells about the article
+    resolution: str = ""         # a statement's: the smallest deviation its criterion resolves
 
     def __post_init__(self):
         self.holds = bool(self.holds)
+        if self.kind not in KINDS:
+            raise ValueError(f"check {self.id!r}: kind {self.kind!r} is not one of {tuple(KINDS)}")
+        if self.kind in ("identity", "premise", "control") and not self.core:
+            raise ValueError(f"check {self.id!r}: an {self.kind} is core (its miss is a FAIL)")
 
     @classmethod
     def from_json(cls, data: dict) -> Check:
