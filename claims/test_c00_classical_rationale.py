@@ -1,19 +1,17 @@
 """C0 — the classical rationale: L2 regularization bounds the norm and the generalization gap.
 
-Article ("Original rationale of weight decay"): minimizing L(w) + λ‖w‖² is a soft constraint on
-‖w‖; for convex Lipschitz losses it makes learning agnostic-PAC with a sample size independent of
-the number of parameters. Derivation (sympy, ``theory.c00_classical_rationale``; docs/claims.md):
-‖w*(λ)‖ ≤ √(L(0)/λ), non-increasing, → 0; for a convex ρ-Lipschitz loss E[held-out − train] ≤
-2ρ²/(λm) in any dimension (Shalev-Shwartz & Ben-David, Cor. 13.6): √(log 2/λ), 2ℓ²/(λm) here.
-
-Measurement (:mod:`wd_claims.logistic`): scikit-learn's breast-cancer data, standardized, rows
-scaled into ‖x‖ ≤ 1, at d = 30 and 300 (270 standard-normal features appended); L2 logistic
-regression without intercept, float64 L-BFGS, certified by strong convexity (‖w − w*‖ ≤
-‖∇F(w)‖/(2λ)); gaps over ``budget.c0_splits`` random half splits (m = 284).
-Premises, per d: ‖x‖ ≤ ℓ (1 ulp); each fit certified at the stated λ (certificate ≤ 1e-6 of
-√(log 2/λ): the solver stops at |∂F| ≤ 1e-12; a λ/2 fit is off by ‖w‖/2). The article's statements:
-‖w‖ − certificate ≤ √(log 2/λ); ‖w*‖ non-increasing up to the neighbours' certificates; the gap's
-95 % BCa upper end ≤ 2ℓ²/(λm), at every λ. Control: the λ/1000 fits, held to λ's bounds.
+Article ("Original rationale of weight decay"): L(w) + λ‖w‖² is a soft constraint on ‖w‖; for
+convex Lipschitz losses, agnostic-PAC with a sample size independent of the parameters. Sympy
+(``theory.c00_classical_rationale``; docs/claims.md): ‖w*(λ)‖ ≤ √(L(0)/λ), non-increasing, → 0;
+for a convex ρ-Lipschitz loss E[held-out − train] ≤ 2ρ²/(λm) in any dimension (Shalev-Shwartz &
+Ben-David, Cor. 13.6): √(log 2/λ), 2ℓ²/(λm) here.
+Measurement (:mod:`wd_claims.logistic`): breast-cancer data, rows scaled into ‖x‖ ≤ 1, d = 30 and
+300 (noise features appended); L2 logistic regression without intercept, float64 L-BFGS, certified
+by strong convexity (‖w − w*‖ ≤ ‖∇F(w)‖/(2λ)); gaps over random half splits (m = 284). Premises:
+‖x‖ ≤ ℓ (1 ulp); each fit certified at the stated λ (certificate ≤ 1e-6 of √(log 2/λ): the solver
+stops at |∂F| ≤ 1e-12; a λ/2 fit is off by ‖w‖/2). The article's statements: ‖w‖ − certificate ≤
+√(log 2/λ); ‖w*‖ non-increasing up to the neighbours' certificates; the gap's 95 % BCa upper end
+≤ 2ℓ²/(λm), at every λ. Control: the λ/1000 fits, held to λ's bounds.
 """
 
 import numpy as np

@@ -1,11 +1,10 @@
 """C8 — the effective learning rate scales as √(ηλ) at fixed G; the step angle does regardless.
 
-Derivation (sympy, ``theory.c08_effective_lr``, from C5; docs/claims.md): η_e* = η/x* =
-2√(ηλ(1−ηλ))/G, ∝ √(ηλ) only at fixed G; the per-step angle regardless: cos θ_t =
-(1−2ηλ)‖w_t‖/‖w_{t+1}‖ exactly (given C2), θ* = arccos(1−2ηλ).
+Sympy (``theory.c08_effective_lr``, from C5; docs/claims.md): η_e* = η/x* = 2√(ηλ(1−ηλ))/G, ∝ √(ηλ)
+only at fixed G; cos θ_t = (1−2ηλ)‖w_t‖/‖w_{t+1}‖ exactly (given C2), θ* = arccos(1−2ηλ).
 
-Measurement: the Fig. 2 grid's last quarter, all 3x3 kernels: the angle residual d_t = log cos θ_t
-− log(1−2ηλ) − ½ log(x_t/x_{t+1}) − radial term; η_e = η/x̄, G_eff = √(x̄·mean(G_t²/x_t)).
+Measured on the grid's last quarter, all 3x3 kernels: d_t = log cos θ_t − log(1−2ηλ) −
+½ log(x_t/x_{t+1}) − radial term; η_e = η/x̄, G_eff = √(x̄·mean(G_t²/x_t)).
 Identities: 0 ∈ each configuration's Bonferroni t-interval of d ± float32 rounding only; ½ ∈ the
 t-interval (± C5's fluctuation tilt) of the slope of log(η_e·G_eff/√(1−ηλ)) on log ηλ. Premise:
 the radial term < 1 % of log(1−2ηλ). The article's statement: the raw slope of log η_e is ½

@@ -2,12 +2,14 @@
 "Weight decay + scale invariance"). Sympy (``theory.c10_flatness``; docs/claims.md): GD on ½hz²
 is stable iff 0 < ηh < 2; on the sphere sharpness·η_e < 2, and 2/η_e* falls as λ grows.
 
-Measured (:mod:`wd_claims.regularization_checks`): ResNet-8, four λ at the budget's middle η and two
-equal-ηλ controls, two seeds, only the scale-invariant kernels train; at the end, the sharpness on
-the unit sphere (Lanczos over Hessian-vector products) and λ_max(D^½PHPD^½), D = diag(η_e,i).
-Core: Spearman ρ(λ, sharpness) < 0 with one-sided permutation p < α; the equal-ηλ control (same
-η_e*, λ varying 4×) finds no falling order, and shares ηλ to rounding. Non-core: the stability
-number ≤ 2 (it misses at quick, far from any minimum: a declared expected failure).
+Measured (:mod:`wd_claims.regularization_checks`): ResNet-8, four λ at the budget's middle η and
+three more sharing the second one's ηλ, two seeds, only the scale-invariant kernels train; at the
+end, the sharpness on the unit sphere (Lanczos over HVPs), λ_max(D^½PHPD^½), D = diag(η_e,i), and
+the drift fraction ‖ḡ‖²/E‖g_B‖² (0 at a minimum). The article's statement: Spearman ρ(λ,
+sharpness) < 0, one-sided permutation p < α. Control: the four equal-ηλ configurations (same η_e*,
+λ over the main's 8×: the same design, so the same test could reach the level) find no falling
+order. Prediction: the stability number ≤ 2 (declared to miss where the drift fraction puts the
+end points away from any minimum).
 """
 
 import numpy as np
@@ -32,7 +34,6 @@ CLAIM = Claim(
     sizes=("sharpness_steps", "sharpness_batch", "sharpness_tol", "sharpness_eval_images"),
     runs=sharpness_runs, run_measure=sharpness_run_measure, expected_failures=("linear_stability",))
 ALPHA = 0.05          # one-sided level of the rank tests
-FIT_ACC = 0.5         # an end point with training accuracy below this has not fit its data
 
 
 def measure(ctx, model) -> dict:
@@ -71,8 +72,7 @@ def analysis(m: dict) -> dict:
 def judge(m: dict) -> Judgement:
     a, alpha = analysis(m), m["alpha"]
     (ok, rho, p), (c_ok, c_rho, c_p), bound = a["falls"], a["control"], a["bound"]
-    acc = np.asarray(m["train_acc"], float)[a["main"]]
-    over = a["product"] > bound
+    low = np.asarray(m["drift_low"], float)[a["main"]]
     return Judgement([
         Check("sharpness_falls", "sharpness falls as λ grows", ok, measured={"ρ": rho, "p": p},
               tolerance=f"ρ < 0, p < {alpha}",
@@ -80,7 +80,8 @@ def judge(m: dict) -> Judgement:
               resolution=f"a fall of sharpness with λ at one-sided level {alpha}"),
         Check("control_rejected", "control rejected", not c_ok, measured={"ρ": c_rho, "p": c_p},
               tolerance="the same criterion misses", kind="control",
-              criterion="equal-ηλ configurations (equal η_e*), λ varying 4×"),
+              criterion="equal-ηλ configurations (equal η_e*): the main test's design, 4 λ over "
+                        "8× and both seeds, so the same test could pass"),
         Check("control_shares_eta_lambda", "control configurations share ηλ",
               a["el_spread"] <= 1e-12, measured=a["el_spread"],
               tolerance="relative spread ≤ 1e-12 (float64 rounding of η·λ)",
@@ -89,13 +90,16 @@ def judge(m: dict) -> Judgement:
               core=False, measured=a["worst"], tolerance=f"≤ {bound:g}", kind="prediction",
               criterion="max over the main configurations; the bound is sympy's sup of ηh"),
     ], [Check(
-        "far_from_minimum", "end points far from a minimum",
-        bool(over.any()) and bool(np.all(acc[over] < FIT_ACC)),
-        measured={"training accuracy where the bound is exceeded": [round(v, 3)
-                                                                    for v in acc[over]]},
-        tolerance=f"< {FIT_ACC} at every end point above the bound",
-        criterion="a network that has not fit half its training set sits at no minimum, "
-                  "where a quadratic's linear stability would apply")])
+        "far_from_minimum", "end points away from any minimum: resolved drift",
+        bool(np.all(low > 0)),
+        measured={"drift fraction [low, high]": [
+            [round(float(m[k][i]), 3) for k in ("drift", "drift_low", "drift_high")]
+            for i in np.flatnonzero(a["main"])]},
+        tolerance="95 % lower bound > 0 at every main end point (measured apart from the "
+                  "stability number)",
+        criterion="d = ‖ḡ‖²/E‖g_B‖² over disjoint batches of b training images (mean of ⟨g_j, "
+                  "the others' mean⟩: unbiased whatever the noise) is 0 at a minimum, where a "
+                  "quadratic's linear stability would bind")])
 
 
 def present(m: dict, verdict) -> Presentation:
@@ -107,11 +111,14 @@ def present(m: dict, verdict) -> Presentation:
     s_mid = float(np.exp(np.mean(np.log(eta[main] * lam[main]))))
     e_rho, e_p = falling_rank_test(m["eta_e_median"], sharp)
     rows = table(["seed", "role", "η", "λ", "ηλ", "sharpness", "HVPs", "residual", "η_e,i range",
-                  "λ_max(D^½PHPD^½)", "train loss / acc", "test loss / acc"],
+                  "λ_max(D^½PHPD^½)", "drift fraction [CI]", "train loss / acc",
+                  "test loss / acc"],
                  [[m["seed"][i], "main" if main[i] else "control", f"{eta[i]:.3g}",
                    f"{lam[i]:.3g}", f"{eta[i] * lam[i]:.3g}", fmt(sharp[i]), m["matvecs"][i],
                    fmt(m["residual"][i]), f"{fmt(m['eta_e_min'][i])} … {fmt(m['eta_e_max'][i])}",
                    fmt(m["product"][i]) if main[i] else "–",
+                   f"{fmt(m['drift'][i])} [{fmt(m['drift_low'][i])}, {fmt(m['drift_high'][i])}]"
+                   if main[i] else "–",
                    f"{m['train_loss'][i]:.3f} / {m['train_acc'][i]:.3f}",
                    f"{m['test_loss'][i]:.3f} / {m['test_acc'][i]:.3f}"] for i in range(len(lam))])
     return Presentation(
@@ -126,8 +133,9 @@ def present(m: dict, verdict) -> Presentation:
                          f"permutation_test, 9999 pairings) at α = {alpha}, fixed before "
                          "measuring; the bound 2 is sympy's sup of the stable ηh; Lanczos to "
                          f"ARPACK tol {m['tol']:g} (residuals in the table)",
-        control={"description": "equal ηλ (equal η_e*), λ varying 4×: (η/2, 2λ₁), (η, λ₁), "
-                                "(2η, λ₁/2); the same rank criterion must find no falling order",
+        control={"description": "equal ηλ (equal η_e*), λ varying 8×: (η/2, 2λ₁), (η, λ₁), "
+                                "(2η, λ₁/2), (4η, λ₁/4); the same rank criterion, on the main "
+                                "test's design, must find no falling order",
                  "measured": {"Spearman ρ": c_rho, "permutation p": c_p}},
         resolves=f"with {int(main.sum())} (λ, seed) points the one-sided test at α = {alpha} "
                  "rejects 'no order' only for ρ ≲ −0.6 (permutation null); a λ-independent "

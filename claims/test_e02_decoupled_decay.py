@@ -108,17 +108,16 @@ def judge(m: dict, derivation_=None) -> Judgement:
             [r["no_mu"] for r in mom], "the same interval for arccos((1−ηλ_w)e^{−δ/2}) (μ/β₁ "
             "omitted) must miss 0 at every μ > 0", kind="control")]
     # the measured cause of a miss of Kosson's θ* where momentum adds no radial share (μ = 0):
-    # c resolved ≠ 0, on the side that moves θ the way the gap goes (c < 0 shrinks θ)
+    # c resolved < 0, which shrinks θ below θ* (measured apart from the angle it explains)
     plain = [r for r in rows if r["mu"] == 0]
     conditions = [Check(
         f"radial_component_{sym_id}_0", f"the update has a resolved radial component at {sym}=0",
-        all(angles.excludes_zero(r["c"]) and np.sign(r["c"].estimate)
-            == np.sign(r["kosson"].estimate) for r in plain),
+        all(angles.excludes_zero(r["c"]) and r["c"].estimate < 0 for r in plain),
         measured=[list(r["c"].as_tuple()) for r in plain],
-        tolerance="interval excludes 0, sign of Kosson's residual",
+        tolerance="interval below 0 (predicts θ < θ*)",
         criterion=f"the {level} t-interval over {angles.BLOCKS_TEXT} of the measured radial "
-                  "share c = mean η⟨u,w⟩/‖w‖² / √(mean η²‖u‖²/‖w‖²) excludes 0, with the sign of "
-                  "log(θ_rms/θ*) (c < 0 shrinks θ)")] if plain else []
+                  "share c = mean η⟨u,w⟩/‖w‖² / √(mean η²‖u‖²/‖w‖²) lies below 0: the norm "
+                  "balance then puts θ below Kosson's θ*")] if plain else []
     return Judgement(checks, conditions)
 
 

@@ -33,6 +33,23 @@ def test_a_declared_miss_with_its_measured_cause_is_an_expected_failure():
     assert status == "xfail" and "the article is approximate here" in reason
 
 
+def test_a_declared_miss_of_the_suites_own_prediction_leaves_the_articles_verdict_a_pass():
+    status, reason = judged(C("core", True, kind="identity"), C("stated", True),
+                            C("sharp", False, core=False, kind="prediction"),
+                            conditions=[C("cause", True, measured=0.3)])
+    assert status == "pass" and "declared" in reason and "the article is approximate" in reason
+    status, _ = judged(C("stated", True), C("sharp", True, core=False, kind="prediction"),
+                       conditions=[C("cause", True)])
+    assert status == "fail"                              # still strict both ways
+
+
+def test_a_check_of_an_unknown_kind_or_an_identity_that_could_be_declared_is_refused():
+    with pytest.raises(ValueError, match="kind"):
+        C("x", True, kind="theorem")
+    with pytest.raises(ValueError, match="is core"):
+        C("x", True, kind="identity", core=False)
+
+
 def test_an_undeclared_sub_statement_that_misses_is_a_fail():
     status, _ = judged(C("core", True), C("other", False, core=False))
     assert status == "fail"

@@ -142,3 +142,20 @@ def test_save_figure_writes_a_png_atomically_and_returns_its_report_path(tmp_pat
     assert rel == "figures/C3-toy.png"
     assert Path(tmp_path / rel).read_bytes()[:4] == b"\x89PNG"
     assert not list((tmp_path / "figures").glob(".*.tmp"))
+
+
+def test_every_verdict_of_the_sample_states_the_articles_claim_at_a_resolution():
+    """The committed sample: each claim's verdict carries at least one statement of the article's,
+    each with the deviation it resolves, and the summary shows them beside what backs them."""
+    sample = Path(__file__).resolve().parents[1] / "reports" / "sample"
+    verdicts = [Verdict.from_json(v) for v in json.loads((sample / "latest.json").read_text())]
+    judged = [v for v in verdicts if v.status != "skip"]
+    assert judged
+    for v in judged:
+        statements = [c for c in v.checks if c.kind == "statement"]
+        assert statements, f"{v.id} {v.context.get('model')}: no statement of the article"
+        assert all(c.resolution for c in statements), v.id
+        assert all(c.core for c in v.checks if c.kind in ("identity", "premise", "control"))
+        assert all(c.kind == "condition" for c in v.conditions)
+    summary = (sample / "latest.md").read_text().split("## Summary", 1)[1].split("<a id=", 1)[0]
+    assert "| the article's statement, measured | resolution | backed by | verdict |" in summary

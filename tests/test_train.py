@@ -255,3 +255,30 @@ def test_config_rejects_what_the_engine_cannot_honour():
         TrainConfig(etas=(1.0,), lams=(0.0,), steps=1, dtype="float16")
     with pytest.raises(ValueError, match="checkpoints"):
         TrainConfig(etas=(1.0,), lams=(0.0,), steps=3, checkpoints=(4,))
+
+
+@pytest.mark.parametrize("path", ["loop", "fused"])
+def test_the_setting_states_the_augmentation_that_ran_not_the_one_configured(data, monkeypatch,
+                                                                              path, tmp_path):
+    """The augmentation a verdict's setting names is measured in the batch stream: an engine whose
+    augment_drawn call silently does nothing (replaced by ``pass``) trains with augment=True, and
+    its setting says "none", through the cache too."""
+    from wd_claims import run_parts, setting
+    from wd_claims.cache import Cache
+
+    config = TrainConfig(etas=(0.1,), lams=(0.01,), model="conv_groupnorm", steps=6,
+                         batch_size=32, evaluate=False, augment=True, path=path)
+    honest = train(config, data[0], progress=False)
+    assert 0.9 < honest.augmented <= 1.0          # a crop (pad 4) + flip leaves ≈ 1/162 as it was
+    assert setting.of_run(config, "stand-in", honest.augmented)["augment"].startswith(
+        "random crop (pad 4) + flip, ")
+    monkeypatch.setattr(run_parts, "augment_drawn", lambda x, shift, flip, pad=4: x)
+    cache = Cache(tmp_path)
+    silent = train(config, data[0], progress=False, cache=cache)
+    again = train(config, data[0], progress=False, cache=cache)
+    assert silent.augmented == again.augmented == 0.0 and again.from_cache
+    said = setting.of_run(config, "stand-in", again.augmented)["augment"]
+    assert said.startswith("none — configured random crop (pad 4) + flip, but no training image")
+    off = TrainConfig(**{**config.asdict(), "augment": False})
+    assert train(off, data[0], progress=False).augmented == 0.0
+    assert setting.of_run(off, "stand-in", 0.0)["augment"] == "none"

@@ -12,10 +12,12 @@ The rules, fixed before anything is measured:
 
 - a **core** check that misses is a FAIL, always (it cannot be declared an expected failure);
 - the negative control is a core check: the control, judged by the same criterion, must miss;
-- a non-core check (a sharper prediction of the suite's, or an approximate sub-statement of the
+- a non-core check (a sharper prediction of the suite's, or an approximate statement of the
   article) that misses is an *expected failure* only when the table declares it for this claim,
   budget and model **and** the explaining condition the table names was measured and holds;
-  otherwise it is a FAIL;
+  otherwise it is a FAIL. The verdict is the article's: a declared miss of a statement makes it an
+  expected failure; a declared miss of the suite's own prediction leaves it a PASS, with the miss
+  in its reason;
 - strict: a declared check that holds, or one whose explaining condition does not hold or was not
   measured, is a FAIL (the table is out of date, or the explanation was wrong).
 """
@@ -61,12 +63,15 @@ def decide(claim: str, checks: list[Check], conditions: list[Check], budget: str
     if failures:
         return "fail", "; ".join(failures)
     expected = [c for c in checks if not c.holds]
-    if expected:
-        return "xfail", "; ".join(
-            f"{_miss(c)}: {declared[c.id].reason} (condition "
-            f"'{cond[declared[c.id].condition].name}': "
-            f"{fmt(cond[declared[c.id].condition].measured)})" for c in expected)
-    return "pass", ""
+    explained = "; ".join(
+        f"{_miss(c)}: {declared[c.id].reason} (condition "
+        f"'{cond[declared[c.id].condition].name}': "
+        f"{fmt(cond[declared[c.id].condition].measured)})" for c in expected)
+    if any(c.kind == "statement" for c in expected):
+        return "xfail", explained
+    # only the suite's own sharper predictions missed, as declared: the article's statements
+    # hold, and the verdict is theirs (the declared miss stays strict, and is reported)
+    return "pass", f"the article's statements hold; declared: {explained}" if expected else ""
 
 
 def _miss(c: Check) -> str:

@@ -23,6 +23,8 @@ from types import MappingProxyType
 
 import numpy as np
 import torch
+from scipy import stats
+from torch.nn import functional as F
 
 from wd_claims.noise import draw_contributions, ratio_interval
 from wd_claims.probes import sharpness_on_sphere
@@ -110,15 +112,18 @@ DTYPE = torch.float32   # of the Hessian-vector products (ARPACK's Lanczos itsel
 NCV = 8                 # Lanczos vectors: the top eigenvalue is an outlier, 8 suffice
 LAM_RATIO = 2.0         # the four λ are λ₀·2ᵏ: η_e* ∝ √λ spans 2^1.5 ≈ 2.8×
 N_LAMS = 4              # λ at the middle η
+DRIFT_IMAGES = 1024     # training images of the drift fraction (disjoint batches of b)
 
 
 def sharpness_grid(budget) -> tuple[list[float], list[float], list[str]]:
-    """(etas, lams, roles): N_LAMS λ at the budget's middle η ("main"), then the two other
-    configurations sharing the ηλ of the second λ ("control")."""
+    """(etas, lams, roles): N_LAMS λ at the budget's middle η ("main"), then the configurations
+    sharing the ηλ of the second λ ("control": with the main one, N_LAMS λ spanning the main's
+    range, so that the control's rank test can reach the level the main one does)."""
     eta = budget.etas[len(budget.etas) // 2]
     lams = [budget.lams[0] * LAM_RATIO**k for k in range(N_LAMS)]
-    return ([eta] * N_LAMS + [eta / 2, 2 * eta], lams + [2 * lams[1], lams[1] / 2],
-            ["main"] * N_LAMS + ["control"] * 2)
+    shifts = [LAM_RATIO**k for k in range(-N_LAMS + 2, 2) if k]   # ½, ¼ … and 2: λ₁·shift
+    return ([eta] * N_LAMS + [eta / s for s in shifts], lams + [lams[1] * s for s in shifts],
+            ["main"] * N_LAMS + ["control"] * len(shifts))
 
 
 def sharpness_sizes(budget) -> dict:
@@ -144,7 +149,9 @@ def sharpness_run_measure(budget):
     """The picklable :func:`measure_sharpness` at ``budget``."""
     s = sharpness_sizes(budget)
     return functools.partial(measure_sharpness, eval_batch=s["eval_batch"], tol=s["tol"],
-                             roles=tuple(sharpness_grid(budget)[2]))
+                             roles=tuple(sharpness_grid(budget)[2]),
+                             drift_images=budget.cap_images(DRIFT_IMAGES),
+                             batch=budget.batch_size)
 
 
 def effective_lrs(model, names: list[str], eta: float, lam: float) -> np.ndarray:
@@ -155,7 +162,27 @@ def effective_lrs(model, names: list[str], eta: float, lam: float) -> np.ndarray
     return eta / ((1 - 2 * eta * lam) * sq)
 
 
-def sharpness_of_config(result, k: int, x, y, tol: float, stability: bool) -> dict:
+def drift_fraction(model, names: list[str], x, y, batch: int, level: float = 0.95) -> list:
+    """[d, low, high]: the share of the mean-square mini-batch gradient that is drift, d =
+    ‖ḡ‖²/E‖g_B‖², over the disjoint batches of (x, y) at the model's point (BN in training mode):
+    a_j = ⟨g_j, mean of the other batches' g⟩ has mean ‖ḡ‖² whatever the noise, so d is 0 at a
+    stationary point of the loss on (x, y) and 1 where the noise vanishes; a t-interval over j.
+    The distance from a minimum C10's stability bound needs: it binds only near one."""
+    params = dict(model.named_parameters())
+    rows = []
+    for j in range(len(x) // batch):
+        loss = F.cross_entropy(model(x[j * batch:(j + 1) * batch]), y[j * batch:(j + 1) * batch])
+        grads = torch.autograd.grad(loss, [params[n] for n in names])
+        rows.append(torch.cat([g.reshape(-1) for g in grads]).double())
+    g = torch.stack(rows)
+    others = (g.sum(0, keepdim=True) - g) / (len(g) - 1)
+    a = ((g * others).sum(1) / (g * g).sum(1).mean()).numpy()
+    half = stats.t.ppf(0.5 + level / 2, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a))
+    return [float(a.mean()), float(a.mean() - half), float(a.mean() + half)]
+
+
+def sharpness_of_config(result, k: int, x, y, tol: float, stability: bool,
+                        drift_data=None) -> dict:
     """Sharpness of configuration k at the end of training and, if ``stability``, the exact
     stability product λ_max(D^½PHPD^½), D = diag(η_e,i): the sharpness each tensor's own η_e
     sees (per-tensor η_e differ up to ~10×, so no single η_e times the sharpness is exact); its
@@ -172,7 +199,10 @@ def sharpness_of_config(result, k: int, x, y, tol: float, stability: bool) -> di
         prod = sharpness_on_sphere(model, x, y, names, dtype=DTYPE, tol=tol, ncv=NCV,
                                    scales=np.sqrt(eta_e), v0=v0)
         product, matvecs = prod.value, matvecs + prod.matvecs
+    drift = (drift_fraction(model, names, *drift_data) if drift_data is not None
+             else [float("nan")] * 3)
     return {"eta": eta, "lam": lam, "sharpness": sharp.value, "residual": sharp.residual,
+            "drift": drift[0], "drift_low": drift[1], "drift_high": drift[2],
             "matvecs": matvecs, "eta_e_min": float(eta_e.min()), "eta_e_max": float(eta_e.max()),
             "eta_e_median": float(np.median(eta_e)), "product": product,
             "train_loss": float(result.train_eval["loss"][k]),
@@ -183,12 +213,15 @@ def sharpness_of_config(result, k: int, x, y, tol: float, stability: bool) -> di
 
 
 def measure_sharpness(result, train_data, *, eval_batch: int, tol: float,
-                      roles: tuple[str, ...]) -> dict:
+                      roles: tuple[str, ...], drift_images: int = 0, batch: int = 16) -> dict:
     """:func:`sharpness_of_config` of every configuration of one run, on the first ``eval_batch``
-    training images (un-augmented), the stability number for the ``"main"`` roles: arrays over
+    training images (un-augmented), the stability number and the drift fraction (on the first
+    ``drift_images``, in batches of ``batch``) for the ``"main"`` roles: arrays over
     configurations."""
     x, y = train_data.x[:eval_batch].cpu(), train_data.y[:eval_batch].cpu()
-    rows = [sharpness_of_config(result, k, x, y, tol, roles[k] == "main")
+    drift = (train_data.x[:drift_images].cpu(), train_data.y[:drift_images].cpu(), batch)
+    rows = [sharpness_of_config(result, k, x, y, tol, roles[k] == "main",
+                                drift if roles[k] == "main" and drift_images else None)
             for k in range(result.config.k)]
     return {key: np.array([r[key] for r in rows]) for key in rows[0]}
 

@@ -67,7 +67,7 @@ def render_markdown(verdicts: list[Verdict], session: dict) -> str:
     lines += ["## Summary", "",
               "Each row's verdict is the article's statement, judged at the resolution given; "
               "the identities (true of any correct engine), premises and control back it "
-              "(docs/design.md, \"Two kinds of check\").", "",
+              "(docs/claims.md, \"Two kinds of check\").", "",
               "| id | claim | model · data | the article's statement, measured | resolution | "
               "backed by | verdict |",
               "|---|---|---|---|---|---|---|"]

@@ -133,6 +133,9 @@ def c06_direction_update() -> Derivation:
         return sp.limit(p_e * sp.diff(sp.log(e_), p_e), p_e, 0, "+")
 
     local_slope = sp.series(p_e * sp.diff(sp.log(closed), p_e), p_e, 0, 4).removeO()
+    factor, radial = _factor_with_radial_share(a)
+    width = sp.Symbol("width", positive=True)         # the factor interval's width
+    resolving = sp.solve(sp.Eq(1 / (1 - 2 * s_el) - 1, width), s_el)[0]
     return Derivation(
         claim="C6",
         statement="||u' - u + eta_e grad L(u|B)|| = sqrt(1 + p^2) - 1 = p^2/2 + O(p^4), "
@@ -142,15 +145,40 @@ def c06_direction_update() -> Derivation:
                "exact_series": sp.series(closed, p_e, 0, 6).removeO(),
                "local_loglog_slope": local_slope,
                "order_exact": order(exact), "order_article": order(article, sp.Rational(1, 2)),
-               "order_zeroth": order(zeroth)},
+               "order_zeroth": order(zeroth),
+               "factor_radial_slope": radial, "eta_lambda_resolving_factors": resolving},
         proved={"residual == sqrt(1 + p^2) - 1": _is_zero(sp.simplify(exact**2 - closed**2)),
                 "order of the exact-factor residual == 2": order(exact) == 2,
                 "order of the article-factor residual at fixed eta lambda > 0 == 1":
                     order(article, sp.Rational(9, 10)) == 1,
                 "article-factor residual == exact residual when lambda = 0":
                     _is_zero(sp.simplify((article - exact).subs(a, 1))),
-                "order of the zeroth-order prediction == 1": order(zeroth) == 1},
+                "order of the zeroth-order prediction == 1": order(zeroth) == 1,
+                "the measured factor f == 1 when <g, w> = 0": _is_zero(factor.subs(c_rad, 0) - 1),
+                "df/dc at c = 0 is finite": radial.is_finite is not False,
+                "1/(1 - 2 s) - 1 == width at s = width/(2(1 + width))":
+                    _is_zero(resolving - width / (2 * (1 + width)))},
     )
+
+
+c_rad = sp.Symbol("c", real=True)   # cos(g, w): the radial share a normalization's ε leaves
+
+
+def _factor_with_radial_share(a):
+    """(f, df/dc at c = 0): the factor f = τ/(s·p) C6 reads off the two residuals (exact and
+    article's factor; ``factor_series`` in the claim) when g has a radial share c = cos(g, w):
+    w = r·u, g = (G/r)(√(1−c²)·e + c·u). f = 1 at c = 0; its first-order sensitivity to c is the
+    allowance a measured c earns (docs/claims.md, C6), nothing fitted."""
+    r = sp.Symbol("r", positive=True)
+    w_new = sp.Matrix([a * r - p_e * a * r * c_rad, -p_e * a * r * sp.sqrt(1 - c_rad**2)])
+    u_new = w_new / sp.sqrt(w_new.dot(w_new))
+    u, e = sp.Matrix([1, 0]), sp.Matrix([0, 1])
+    step = c_rad * u + sp.sqrt(1 - c_rad**2) * e     # ∇L(u|B)/G, radial share included
+    re2 = (u_new - u + p_e * step).dot(u_new - u + p_e * step)
+    ra2 = (u_new - u + a * p_e * step).dot(u_new - u + a * p_e * step)
+    tau = ((re2 - ra2) / ((a - 1) * p_e) + (1 + a) * p_e) / 2
+    factor = tau * sp.sqrt(1 + p_e**2) / p_e
+    return factor, sp.simplify(sp.diff(factor, c_rad).subs(c_rad, 0))
 
 
 @functools.cache
