@@ -19,7 +19,7 @@ ends, outgrows ‖w‖). Control: momentum 0.9 must fail the identities.
 
 import numpy as np
 
-from wd_claims import setting, stats, theory
+from wd_claims import stats, theory
 from wd_claims.claim import Claim, Judgement, Presentation, canvas, derivation
 from wd_claims.dynamics_checks import probe_G, spiral_step_criteria, tensor_sizes
 from wd_claims.recipes import EDGE, edge_middles
@@ -39,7 +39,7 @@ def measure(ctx, model) -> dict:
     for the weight-decay fault) and the momentum run (``mom_*``)."""
     (result,) = ctx.results("starts", model.name)
     (momentum,) = ctx.results("momentum", model.name)
-    ctx.stands_on(setting.of_run(result.config, ctx.data_name, result.augmented))  # starts only
+    ctx.stands_on_runs([result])  # the starts only
     lams = np.asarray(result.config.lams)
     zero, decayed = np.flatnonzero(lams == 0), np.flatnonzero(lams > 0)
     m = {"tensors": np.array(result.tensors), "n_elements": tensor_sizes(result),

@@ -22,6 +22,7 @@ from wd_claims import stats, theory
 from wd_claims.claim import Claim, Judgement, Presentation, canvas, control_status, derivation
 from wd_claims.dynamics_checks import fluctuation_bound
 from wd_claims.series import LATE, grad_norm_on_sphere, series
+from wd_claims.setting import ARTICLE_EPOCH
 from wd_claims.verdict import Check, fmt
 
 CLAIM = Claim(
@@ -166,10 +167,12 @@ def present(m: dict, verdict) -> Presentation:
 
 
 def figure(m: dict, verdict):
-    """The article's Fig. 2: ‖w_t‖² and ‖w_t‖²/√(η/λ) against epochs, one line per (η, λ)."""
+    """The article's Fig. 2: ‖w_t‖² and ‖w_t‖²/√(η/λ) against training time in the article's
+    epochs (391 steps: its steps are the theory's clock, whatever the data's size), one line per
+    (η, λ)."""
     x = m["series"]
     K = x.shape[0]
-    epochs = np.arange(x.shape[1]) * float(m["epochs_per_step"])
+    epochs = np.arange(x.shape[1]) / ARTICLE_EPOCH
     etas, lams = m["etas"][:K], m["lams"][:K]
     eta_levels, lam_levels = sorted(set(etas)), sorted(set(lams))
     fig, ax = canvas(1, 2, size=(11, 4))
@@ -179,10 +182,12 @@ def figure(m: dict, verdict):
                      label=f"η={etas[k]:.3g}, λ={lams[k]:.3g}")
         ax[0].plot(epochs, x[k], **style)
         ax[1].plot(epochs, x[k] / np.sqrt(etas[k] / lams[k]), **style)
-    ax[0].set(xlabel="epoch", ylabel="‖w_t‖²", yscale="log", title=f"‖w_t‖², {m['joint']}")
-    ax[1].set(xlabel="epoch", ylabel="‖w_t‖² / √(η/λ)", yscale="log", title="‖w_t‖² / √(η/λ)")
+    axis = f"article epochs ({ARTICLE_EPOCH} steps)"
+    ax[0].set(xlabel=axis, ylabel="‖w_t‖²", yscale="log", title=f"‖w_t‖², {m['joint']}")
+    ax[1].set(xlabel=axis, ylabel="‖w_t‖² / √(η/λ)", yscale="log", title="‖w_t‖² / √(η/λ)")
     ax[1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"{m['model']} (width {int(m['width'])}), first seed", fontsize=9)
+    fig.suptitle(f"{m['model']} (width {int(m['width'])}) on {str(m['data']).split(' (')[0]}, "
+                 "first seed", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -15,7 +15,7 @@ import numpy as np
 import sympy as sp
 
 from wd_claims import dynamics_checks as dyn
-from wd_claims import setting, stats, theory
+from wd_claims import stats, theory
 from wd_claims.claim import Claim, Judgement, Presentation, canvas, derivation
 from wd_claims.series import LATE, grad_norm_on_sphere, series
 from wd_claims.verdict import Check, fmt
@@ -35,8 +35,7 @@ def measure(ctx, model) -> dict:
     """Per configuration (seeds concatenated) η, λ, η_e, G's, c², the angle blocks; ``mom_*``."""
     results = ctx.results("grid", model.name)
     (momentum,) = ctx.results("momentum", model.name)
-    ctx.stands_on(setting.merge([setting.of_run(r.config, ctx.data_name, r.augmented)
-                                 for r in results]))
+    ctx.stands_on_runs(results)
 
     def columns(r):
         x = series(r, "sqnorm")

@@ -83,3 +83,15 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", params=("quick", "article"))
+def sample(request):
+    """A fault module judged against one committed sample report per parameter (tests/faults.py:
+    every injected fault must FAIL on both)."""
+    from tests import faults
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(faults, "SAMPLE", faults.SAMPLES[request.param][0] / "measurements")
+        patch.setattr(faults, "BUDGET", request.param)
+        yield request.param

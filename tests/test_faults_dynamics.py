@@ -6,7 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from tests.faults import SAMPLE, claim, judged, perturbed, recorded, status
+from tests import faults
+from tests.faults import claim, judged, perturbed, recorded, status
+
+pytestmark = pytest.mark.usefixtures("sample")   # every fault, on every sample
 
 C4 = claim("test_c04_spiral_out")
 C6 = claim("test_c06_effective_lr")
@@ -15,7 +18,7 @@ C8 = claim("test_c08_effective_lr_scaling")
 
 def recorded_status(claim_id):
     """The status the sample report filed for ``claim_id``."""
-    path = SAMPLE.parent / "latest.json"
+    path = faults.sample_report()
     verdicts = json.loads(path.read_text())
     return next(v["status"] for v in verdicts if v["id"] == claim_id)
 
@@ -23,7 +26,7 @@ def recorded_status(claim_id):
 @pytest.mark.parametrize(("module", "name", "claim_id"), [
     (C4, "C4-resnet8", "C4"), (C6, "C6-resnet8", "C6"), (C8, "C8-resnet8", "C8")])
 def test_the_honest_measurements_give_the_recorded_status(module, name, claim_id):
-    assert status(judged(module, recorded(name)))[0] == recorded_status(claim_id)
+    assert status(judged(module, recorded(name)), new_miss=False)[0] == recorded_status(claim_id)
 
 
 # --- C4 ---------------------------------------------------------------------------------------
@@ -47,7 +50,7 @@ def test_c4_fails_when_the_momentum_run_is_fed_as_the_plain_run():
     m = recorded("C4-resnet8")
     T = m["mom_x"].shape[-1]
     faulty = perturbed(m, x=m["mom_x"], g=m["mom_g"], cos=m["mom_cos"], eta=m["mom_eta"],
-                       lam=np.zeros(1), scales=m["scales"][:1])
+                       lam=np.zeros(1), scales=m["scales"][:1], probe=m["probe"][:1])
     assert faulty["x"].shape[-1] == T
     assert status(judged(C4, faulty))[0] == "fail"
 
@@ -82,7 +85,13 @@ def test_c6_fails_with_a_factor_two_slip_in_the_weight_decay():
     assert status(judged(C6, faulty))[0] == "fail"
 
 
-def test_c6_fails_when_the_article_factor_residual_is_passed_as_the_exact_one():
+def test_c6_fails_when_the_article_factor_residual_is_passed_as_the_exact_one(sample, request):
+    if sample == "article":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "not resolvable at the article budget: there the honest second-order slope already "
+            "misses sympy's 2 (1.980 [1.977, 1.984], reports/article) and the swap moves it to "
+            "1.977, inside that interval; the factors differ by 1/(1 − 2ηλ) ≤ 1.005 on its grid, "
+            "against 1.25 at quick, where the swap moves the slope from 1.951 to 1.907")))
     m = recorded("C6-resnet8")
     assert status(judged(C6, perturbed(m, exact=m["article"])))[0] == "fail"
 

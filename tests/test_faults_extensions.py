@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from tests.faults import SAMPLE, claim, failed_checks, judged, perturbed, recorded, status
+from tests import faults
+from tests.faults import claim, failed_checks, judged, perturbed, recorded, status
 from wd_claims import theory
 from wd_claims.claim import derivation
+
+pytestmark = pytest.mark.usefixtures("sample")   # every fault, on every sample
 
 E1 = claim("test_e01_momentum_equilibrium")
 E2 = claim("test_e02_decoupled_decay")
@@ -22,7 +25,7 @@ def recorded_status(name: str) -> str:
     """The status the sample report filed for the verdict whose measurements are ``name``: from
     latest.json, else from the newest timestamped report of the sample that holds it (a partial
     regeneration writes only its own verdicts to latest.json)."""
-    reports = [SAMPLE.parent / "latest.json"] + sorted(SAMPLE.parent.glob("2*.json"), reverse=True)
+    reports = [faults.sample_report()] + sorted(faults.SAMPLE.parent.glob("2*.json"), reverse=True)
     for report in reports:
         if not report.exists():
             continue
@@ -34,7 +37,7 @@ def recorded_status(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def e1():
+def e1(sample):
     return recorded("E1-resnet8")
 
 

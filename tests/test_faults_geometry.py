@@ -21,6 +21,8 @@ from wd_claims.logistic import measure_dimension
 from wd_claims.probes import ROUNDING_LAMBDA, UNIT_ROUNDOFF
 from wd_claims.zoo import MODELS, negative_control
 
+pytestmark = pytest.mark.usefixtures("sample")   # every fault, on every sample
+
 C0 = claim("test_c00_classical_rationale")
 C1 = claim("test_c01_scale_invariance")
 C2 = claim("test_c02_orthogonality")

@@ -4,23 +4,28 @@ The recorded quick-budget measurements (reports/sample/measurements/C9-resnet8.n
 are judged again, honestly and with a realistic bug injected (tests/faults.py).
 """
 
+import json
+
 import numpy as np
 import pytest
 
+from tests import faults
 from tests.faults import claim, failed_checks, judged, perturbed, recorded, status
 from wd_claims.regularization_checks import falling_rank_test, spearman_rho
+
+pytestmark = pytest.mark.usefixtures("sample")   # every fault, on every sample
 
 C9 = claim("test_c09_noise_variance")
 C10 = claim("test_c10_flatness")
 
 
 @pytest.fixture(scope="module")
-def c9():
+def c9(sample):
     return recorded("C9-resnet8")
 
 
 @pytest.fixture(scope="module")
-def c10():
+def c10(sample):
     return recorded("C10-resnet8")
 
 
@@ -32,7 +37,7 @@ def assert_fails(module, measurements: dict, check_id: str) -> None:
 
 
 def test_c9_honest_measurements_give_the_recorded_verdict(c9):
-    assert status(judged(C9, c9))[0] in ("pass", "xfail")
+    assert status(judged(C9, c9), new_miss=False)[0] == recorded_status("C9")
 
 
 def test_c9_identical_batches_counted_as_independent_fail(c9):
@@ -56,6 +61,12 @@ def test_c9_a_factor_two_slip_in_the_one_step_variance_fails(c9):
 
 def test_c9_a_factor_two_slip_in_the_two_step_variance_fails(c9):
     assert_fails(C9, perturbed(c9, a_two_steps_independent=lambda a: 2 * a), "independent_ratio_2")
+
+
+def recorded_status(claim_id: str) -> str:
+    """The status the sample report read now filed for ``claim_id``."""
+    verdicts = json.loads(faults.sample_report().read_text())
+    return next(v["status"] for v in verdicts if v["id"] == claim_id)
 
 
 def test_c10_honest_measurements_give_the_recorded_verdict(c10):
@@ -120,17 +131,19 @@ def test_c10_vectorized_rank_test_gives_scipys_rho_and_the_scalar_permutation_p_
 
 
 @pytest.fixture(scope="module")
-def c9_trained():
-    """The quick budget's C9 run (one epoch of ResNet-8 on the stand-in), trained here, and its
-    training data: the measurement code is exercised, not the recorded arrays."""
+def c9_trained(sample):
+    """The sample budget's C9 run (ResNet-8 on its data: the stand-in at quick, the digits at
+    article), trained here, and its training data: the measurement code is exercised, not the
+    recorded arrays."""
     from wd_claims.config import BUDGETS
-    from wd_claims.data import DeviceData, resolve
+    from wd_claims.data import DeviceData
+    from wd_claims.datasets import load
     from wd_claims.regularization_checks import noise_runs
     from wd_claims.train import train
 
-    budget = BUDGETS["quick"]
-    images = resolve(None, download=False, n_train=budget.n_train, n_test=budget.n_test,
-                     require_real=False)
+    budget = BUDGETS[sample]
+    images = load(budget.data, None, download=False, n_train=budget.n_train,
+                  n_test=budget.n_test, require_real=False)
     (config,) = noise_runs(budget, images, "resnet8")
     data = DeviceData.from_images(images[0])
     return train(config, data, progress=False), data, budget
@@ -149,7 +162,9 @@ def test_c9_a_sign_slip_in_the_real_draws_second_step_fails(c9_trained, c9, monk
     monkeypatch.setattr(noise, "_step", lambda params, grads, eta: real(params, grads, -eta))
     slipped = noise_run_measure(budget)(result, data)
     verdict = judged(C9, perturbed(c9, **{k: v for k, v in slipped.items() if k.startswith("a_")}))
-    assert status(verdict)[0] == "fail", status(verdict)
+    # the real-steps statement misses honestly at the article budget too (2.65, beyond the
+    # quadratic model): there the slip shows as the ratio crossing 2 and the condition lost
+    assert status(verdict, new_miss=False)[0] == "fail", status(verdict)
     condition = {c.id: c for c in verdict.conditions}["curvature_between_steps"]
     assert not condition.holds
     judged_real = {c.id: c for c in verdict.checks}["real_steps_ratio_2"].measured

@@ -61,7 +61,8 @@ def verdicts(report_dir) -> dict[str, dict]:
 # --- bad input ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("option", "choices"), [
-    ("--budget=huge", "'smoke', 'quick', 'full'"), ("--device=tpu", "'auto', 'cpu', 'cuda'")])
+    ("--budget=huge", "'smoke', 'quick', 'full', 'article'"),
+    ("--device=tpu", "'auto', 'cpu', 'cuda'")])
 def test_an_unknown_choice_is_a_usage_error_naming_the_valid_ones(run, option, choices):
     result, _ = run(option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -130,6 +131,31 @@ def test_a_broken_data_folder_skips_the_claims_with_the_reason_in_the_report(pyt
     for v in found.values():
         assert reason in v["reason"] and "never replaced by the stand-in" in v["reason"]
     assert reason in (report_dir / "latest.md").read_text()
+
+
+def test_an_unknown_data_source_is_a_usage_error_naming_the_valid_ones(run):
+    result, _ = run("--data", "mnist")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --data 'mnist': expected one of auto, standin, cifar10, "
+                                 "digits or MODULE:FACTORY"])
+
+
+def test_a_users_data_factory_that_raises_stops_the_session_before_any_claim_runs(pytester, run):
+    pytester.makepyfile(user_data="def make():\n    raise OSError('the share is not mounted')\n")
+    pytester.makepyfile(test_data_claims=DATA_CLAIMS)
+    pytester.syspathinsert()
+    result, _ = run("--data", "user_data:make")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--data user_data:make: the factory raised OSError: the share "
+                                 "is not mounted*"])
+
+
+def test_named_digits_feed_the_claims_real_images(pytester, run):
+    pytester.makepyfile(test_data_claims=DATA_CLAIMS.replace("    pass", "    assert 'digits' in "
+                                                             "images[0].name and images[0].real",
+                                                             1))
+    result, _ = run("--data", "digits")
+    result.assert_outcomes(passed=2)
 
 
 NO_INVARIANT_CLAIM = """

@@ -75,7 +75,7 @@ def test_a_registered_measure_is_made_by_the_worker_and_equals_the_same_measure_
     assert len(list(scheduler.cache_dir.glob("*.json"))) == 3   # two runs and the measurement
     here = measure_run(final_sqnorms, scheduler.run(images, starts),
                        DeviceData.from_images(images[0]))
-    assert set(by_worker) == set(here) == {"sqnorm", "n", "run_augmented"}
+    assert set(by_worker) == set(here) == {"sqnorm", "n", "run_augmented", "run_flipped"}
     for name, values in here.items():
         np.testing.assert_array_equal(by_worker[name], values, err_msg=name)
 

@@ -57,6 +57,12 @@ class Budget:
     freeze_non_invariant: bool = False   # dynamics runs train only the scale-invariant tensors
     grid_init_scale: float | None = None  # the grid starts at ‖w₀‖ × this (None: default init)
     evaluate_shared_runs: bool = True     # the shared runs' final test/train evaluation
+    step_count: int | None = None   # SGD steps per configuration when fixed (the article's
+                                    # 39,100), whatever the data's size; None: epochs × n_train / B
+    grid_parts: int = 1             # each seed's grid trained as this many runs (workers share
+                                    # one seed; the parts are joined, wd_claims.run_config.joined)
+    starts_steps: int | None = None  # C4/C5's starts and C4's momentum run (None: ``steps``)
+    data: str = "auto"              # the images when --data is not given (wd_claims.datasets)
     # --- the claims' own sizes ------------------------------------------------------------------
     probe_batch: int = 16           # images in the geometry probes' batch (C1–C3)
     c0_splits: int = 40             # C0: random train/test splits per λ
@@ -74,8 +80,15 @@ class Budget:
 
     @property
     def steps(self) -> int:
-        """SGD steps per configuration of the shared runs."""
+        """SGD steps per configuration of the grid."""
+        if self.step_count is not None:
+            return self.step_count
         return int(round(self.epochs * self.n_train / self.batch_size))
+
+    @property
+    def steps_of_starts(self) -> int:
+        """SGD steps of C4/C5's starts run (the momentum run takes a quarter)."""
+        return self.starts_steps or self.steps
 
     def asdict(self) -> dict:
         return asdict(self)
@@ -133,12 +146,26 @@ BUDGETS: MappingProxyType[str, Budget] = MappingProxyType({
                    momentum_width=16, momentum_init_scale=None, decoupled_steps=4000),
 })
 
+# The article's Fig. 2 on two CPU cores, on real images (docs/regimes.md): its grid (the full
+# budget's η and λ), its 39,100 steps, every parameter training from the default start; width 8,
+# batch 8, one seed and the digits (1,437 training images) are the reductions that fit the time
+# (docs/performance.md, "The article budget"). The starts run ten article epochs (≈ 8 relaxation
+# times 1/(8ηλ) at the middle ηλ = 2.5e-4), E1's momentum runs five and C10's one; the claims'
+# other sizes are the quick budget's.
+BUDGETS = MappingProxyType({**BUDGETS, "article": replace(
+    BUDGETS["quick"], name="article", width=8, n_train=1437, n_test=360, batch_size=8,
+    epochs=39_100 * 8 / 1437, step_count=39_100, etas=BUDGETS["full"].etas,
+    lams=BUDGETS["full"].lams, seeds=(0,), freeze_non_invariant=False, grid_init_scale=None,
+    evaluate_shared_runs=True, grid_parts=2, starts_steps=3_910, momentum_steps=1_955,
+    sharpness_steps=391, data="digits")})
+
 DEVICES = ("auto", "cpu", "cuda")
 
 # A test-only override of a budget's lengths (JSON in this variable), so that the full budget's
 # code path runs end to end on a CPU in minutes (tests/test_full_budget.py). The report says so.
 ENV_SHRINK = "WD_CLAIMS_TEST_SHRINK"
-SHRINKABLE = ("n_train", "n_test", "epochs", "probe_batch")   # Budget fields
+SHRINKABLE = ("n_train", "n_test", "epochs", "step_count", "starts_steps",
+              "probe_batch")   # Budget fields
 CAPS = ("max_steps", "max_images", "max_repeats")   # caps on claim-specific lengths (Budget.cap_*)
 
 
@@ -152,6 +179,8 @@ def shrunk(budget: Budget, overrides: dict) -> Budget:
     # epochs is a float even where a budget spells it as an int (smoke's 4): 0.5 must stay 0.5
     fields = {k: float(v) if k == "epochs" else int(v) for k, v in overrides.items()
               if k in SHRINKABLE}
+    if "epochs" in fields and budget.step_count is not None:    # a fixed count yields to epochs
+        fields.setdefault("step_count", None)
     caps = {k: int(v) for k, v in overrides.items() if k in CAPS}
     return replace(budget, **fields,
                    shrink=Shrink(overrides=tuple(sorted(overrides.items())), **caps))

@@ -16,7 +16,7 @@ Where the data come from:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -40,10 +40,13 @@ class ImageData:
     x: torch.Tensor
     y: torch.Tensor
     name: str
-    real: bool  # True for CIFAR-10 itself
+    real: bool  # True for real images (CIFAR-10, digits, a user's), False for the stand-in
+    mirror: bool = True     # a horizontal flip keeps the label (False: the crop alone augments)
+    mean: tuple[float, ...] = CIFAR_MEAN    # per-channel normalization, on the 0–1 scale
+    std: tuple[float, ...] = CIFAR_STD
 
     def subset(self, n: int) -> ImageData:
-        return ImageData(self.x[:n], self.y[:n], self.name, self.real)
+        return replace(self, x=self.x[:n], y=self.y[:n])
 
 
 def data_dir_from_env(option: str | None) -> Path | None:
@@ -144,13 +147,18 @@ class DeviceData:
     y: torch.Tensor  # (N,) int64
     name: str
     real: bool
+    mirror: bool = True     # as ImageData.mirror: the augmentation flips only when True
 
     @classmethod
     def from_images(cls, data: ImageData, device: torch.device | str = "cpu") -> DeviceData:
-        mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+        mean = torch.tensor(data.mean).view(1, 3, 1, 1)
+        std = torch.tensor(data.std).view(1, 3, 1, 1)
         x = ((data.x.float() / 255.0 - mean) / std).to(device)
-        return cls(x, data.y.to(device), data.name, data.real)
+        return cls(x, data.y.to(device), data.name, data.real, data.mirror)
+
+    def head(self, n: int) -> DeviceData:
+        """The first ``n`` images (all when n is 0 or at least their number)."""
+        return self if not n or n >= len(self) else replace(self, x=self.x[:n], y=self.y[:n])
 
     def __len__(self) -> int:
         return self.x.shape[0]

@@ -92,6 +92,7 @@ def train_decoupled(kind: str, mu: float, eta: float, lam_w: float, budget, trai
            "rho": (eta * uw / ww).mean(1), "r2": (eta**2 * uu / ww).mean(1)}
     out["units"] = int(theta.shape[1])
     out["augmented"] = augmented_fraction(tally)
+    out["flipped"] = augmented_fraction(tally, "flipped")
     out["unit_kind"] = ("one output channel's kernel (per-channel BatchNorm)" if per_unit
                         else "one whole scale-invariant tensor (the model's normalizations are "
                              "not per channel)")
@@ -110,7 +111,8 @@ def measure_decoupled(kind: str, configs, budget, images, spec) -> dict:
     m.update(kind=kind, units=runs[0]["units"], unit_kind=runs[0]["unit_kind"],
              model=f"{spec.name}-{kind}", data=images[0].name, batch=budget.batch_size,
              seed=budget.seeds[0], augment=int(bool(budget.augment)),
-             augmented=float(np.mean([r["augmented"] for r in runs])))
+             augmented=float(np.mean([r["augmented"] for r in runs])),
+             flipped=float(np.mean([r["flipped"] for r in runs])))
     return m
 
 
@@ -142,6 +144,7 @@ def run_setting(m: dict) -> dict:
          "trains": "the scale-invariant tensors only (classifier and normalization affine "
                    "parameters frozen at init)", "start": "default init", "precision": "float32",
          "seeds": [int(m["seed"])], "optimizer": OPTIMIZER[str(m["kind"])],
-         "augment": setting.augmentation(bool(m["augment"]), float(m.get("augmented", "nan")))}
+         "augment": setting.augmentation(bool(m["augment"]), float(m.get("augmented", "nan")),
+                                          float(m.get("flipped", "nan")))}
     s["deviations"] = setting.deviations(s)
     return s

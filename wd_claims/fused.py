@@ -113,7 +113,8 @@ def run_fused(config: TrainConfig, train_data, test_data, progress: bool) -> Tra
     checkpoints[config.steps] = _states(params, buffers, config.k)
     result = TrainResult(config, invariant + [joint_label(kernels_3x3, build_model(config))],
                          recorder.metrics, recorder.diverged_messages(), checkpoints,
-                         augmented=augmented_fraction(tally))
+                         augmented=augmented_fraction(tally),
+                         flipped=augmented_fraction(tally, "flipped"))
     if config.evaluate:
         for label, data in evaluation_sets(config, train_data, test_data).items():
             scores = np.array([evaluate(_model_at(config, checkpoints[config.steps][k], device),

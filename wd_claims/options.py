@@ -1,8 +1,9 @@
 """Every command-line option of the plugin, in one table (as hypothesis's plugin keeps its own).
 
-``--budget {smoke,quick,full}``   how much compute (default: quick on CPU, full on CUDA)
+``--budget {smoke,quick,full,article}`` how much compute (default: quick on CPU, full on CUDA)
 ``--device {auto,cpu,cuda}``      where to run (auto: CUDA if available)
 ``--report-dir DIR``              where reports go (default: ``reports/`` in the current folder)
+``--data SOURCE``                 auto, standin, cifar10, digits, MODULE:FACTORY (datasets.py)
 ``--data-dir DIR``/``--download`` CIFAR-10 (see :mod:`wd_claims.data`)
 ``--fresh``                       ignore cached training runs
 ``--cache-dir DIR``               where cached training runs live (default ``.wd-cache/``)
@@ -22,11 +23,17 @@ from wd_claims.config import BUDGETS, DEVICES
 OPTIONS: tuple[tuple[str, dict], ...] = (
     ("--budget", dict(choices=tuple(BUDGETS), default=None,
                       help="compute budget: smoke (seconds), quick (CPU default), "
-                           "full (CUDA default)")),
+                           "full (CUDA default), article (Fig. 2's grid and length on "
+                           "digits, ≈ 30 min on 2 CPU cores)")),
     ("--device", dict(choices=DEVICES, default="auto",
                       help="device to run on; auto picks CUDA when available")),
     ("--report-dir", dict(default=None,
                           help="directory for the markdown/JSON report (default: ./reports)")),
+    ("--data", dict(default=None, metavar="SOURCE",
+                    help="the images: auto (CIFAR-10 if a folder is given, else the stand-in), "
+                         "standin, cifar10, digits (scikit-learn's, real), or MODULE:FACTORY "
+                         "returning ((x_train, y_train), (x_test, y_test)) (default: the "
+                         "budget's)")),
     ("--data-dir", dict(default=None,
                         help="folder with torchvision's CIFAR-10 (default: $WD_CLAIMS_DATA)")),
     ("--download", dict(action="store_true", default=False,

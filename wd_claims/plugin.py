@@ -276,14 +276,17 @@ def claims_session(pytestconfig: pytest.Config) -> Session:
 
 def _resolve_or_skip(session: Session, n_train: int, n_test: int, require_real: bool):
     """(train, test) ImageData, or :func:`pytest.skip` with the reason."""
-    from wd_claims.data import DataUnavailable, resolve
+    from wd_claims.data import DataUnavailable
+    from wd_claims.datasets import load
 
     try:
-        return resolve(session.data_dir, download=session.download, n_train=n_train,
-                       n_test=n_test, require_real=require_real)
+        return load(session.data_source, session.data_dir, download=session.download,
+                    n_train=n_train, n_test=n_test, require_real=require_real)
     except DataUnavailable as exc:
+        if session.data_source not in ("auto", "standin"):   # asked for by name: never skipped
+            pytest.fail(f"--data {session.data_source}: {exc}", pytrace=False)
         if require_real:
-            pytest.skip(f"needs CIFAR-10 at the {session.budget.name} budget: {exc}")
+            pytest.skip(f"needs real images at the {session.budget.name} budget: {exc}")
         pytest.skip(f"the CIFAR-10 folder given cannot be used, and a folder given explicitly is "
                     f"never replaced by the stand-in: {exc}")
 

@@ -42,10 +42,17 @@ def _common(budget: Budget, seed: int, data_name: str, model: str) -> dict:
                 freeze_non_invariant=budget.freeze_non_invariant)
 
 
-def grid_config(budget: Budget, seed: int, data_name: str, model: str = "resnet8") -> TrainConfig:
+def grid_config(budget: Budget, seed: int, data_name: str, model: str = "resnet8",
+                part: int | None = None) -> TrainConfig:
     """K = len(etas)·len(lams) configurations; configuration k = i·len(lams) + j is (η_i, λ_j).
-    Starts at ‖w₀‖ × ``budget.grid_init_scale`` when the budget sets it (CPU budgets)."""
+    Starts at ‖w₀‖ × ``budget.grid_init_scale`` when the budget sets it (CPU budgets). ``part``
+    of ``budget.grid_parts``: a contiguous share of those configurations (joined again by
+    :func:`wd_claims.run_config.joined`; a configuration's numbers do not depend on its
+    neighbours, so the parts give the whole bit for bit, tests/test_train.py)."""
     pairs = [(e, lam) for e in budget.etas for lam in budget.lams]
+    if part is not None:
+        bounds = [round(i * len(pairs) / budget.grid_parts) for i in range(budget.grid_parts + 1)]
+        pairs = pairs[bounds[part]: bounds[part + 1]]
     scale = budget.grid_init_scale
     return TrainConfig(etas=tuple(e for e, _ in pairs), lams=tuple(lam for _, lam in pairs),
                        init_scales=None if scale is None else (float(scale),) * len(pairs),
@@ -67,10 +74,10 @@ def starts_config(budget: Budget, seed: int, data_name: str, model: str = "resne
     The middles of the first and last tenth are kept: C4 probes G there."""
     eta, lam = middle(budget)
     n = len(START_SCALES)
-    common = _common(budget, seed, data_name, model)
+    common = {**_common(budget, seed, data_name, model), "steps": budget.steps_of_starts}
     return TrainConfig(etas=(eta,) * 2 * n, lams=(lam,) * n + (0.0,) * n,
                        init_scales=START_SCALES * 2, norm_eps=EXACT_EPS,
-                       checkpoints=edge_middles(budget.steps), **common)
+                       checkpoints=edge_middles(budget.steps_of_starts), **common)
 
 
 def momentum_config(budget: Budget, seed: int, data_name: str, model: str = "resnet8"
@@ -78,7 +85,7 @@ def momentum_config(budget: Budget, seed: int, data_name: str, model: str = "res
     """λ = 0, momentum 0.9, the middle η, the ‖w₀‖/4 start, a quarter of the steps."""
     eta, _ = middle(budget)
     common = _common(budget, seed, data_name, model)
-    common["steps"] = max(8, budget.steps // 4)
+    common["steps"] = max(8, budget.steps_of_starts // 4)
     return TrainConfig(etas=(eta,), lams=(0.0,), momentum=MOMENTUM,
                        init_scales=(START_SCALES[0],), **common)
 
@@ -88,7 +95,11 @@ MAKE = MappingProxyType({"grid": grid_config, "starts": starts_config,
 
 
 def shared_configs(budget: Budget, data_name: str, which: str, model: str) -> list[TrainConfig]:
-    """The run(s) of ``which`` for ``model``: one per seed for the grid, the first seed else."""
+    """The run(s) of ``which`` for ``model``: one per seed for the grid (``budget.grid_parts``
+    per seed, seed by seed, when it is split), the first seed else."""
+    if which == "grid" and budget.grid_parts > 1:
+        return [grid_config(budget, seed, data_name, model, part) for seed in budget.seeds
+                for part in range(budget.grid_parts)]
     seeds = budget.seeds if which == "grid" else budget.seeds[:1]
     return [MAKE[which](budget, seed, data_name, model) for seed in seeds]
 

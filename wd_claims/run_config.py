@@ -7,7 +7,7 @@ described in that module's docstring); :func:`build_model` the network both star
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 import numpy as np
@@ -138,6 +138,8 @@ class TrainResult:
     augmented: float = float("nan")            # measured: the fraction of the training images
                                                # the augmentation changed (what ran, whatever
                                                # ``config.augment`` asked for)
+    flipped: float = float("nan")              # measured: the fraction it mirrored (0 on data
+                                               # that is not mirror-symmetric, e.g. digits)
 
     def model(self, k: int, step: int | None = None) -> nn.Module:
         """A fresh nn.Module (CPU, training mode, ``config.dtype``, ``config.norm_eps``) holding
@@ -150,6 +152,30 @@ class TrainResult:
         state = self.checkpoints[step][k]
         model.load_state_dict({n: torch.from_numpy(a) for n, a in state.items()})
         return model
+
+
+def joined(parts: list[TrainResult]) -> TrainResult:
+    """One result from runs of the same seed whose configurations split one run's (a budget's
+    ``grid_parts``): every per-configuration array concatenated along K, in the parts' order."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    scales = [s for p in parts for s in (p.config.init_scales or (1.0,) * p.config.k)]
+    config = replace(first.config, etas=sum((p.config.etas for p in parts), ()),
+                     lams=sum((p.config.lams for p in parts), ()),
+                     init_scales=None if first.config.init_scales is None else tuple(scales))
+
+    def cat(dicts):
+        return {key: np.concatenate([d[key] for d in dicts]) for key in dicts[0]}
+
+    return TrainResult(
+        config, first.tensors, cat([p.metrics for p in parts]),
+        [d for p in parts for d in p.diverged],
+        {step: [s for p in parts for s in p.checkpoints[step]] for step in first.checkpoints},
+        cat([p.test for p in parts]) if first.test else {},
+        cat([p.train_eval for p in parts]) if first.train_eval else {},
+        all(p.from_cache for p in parts), sum(p.seconds for p in parts),
+        float(np.mean([p.augmented for p in parts])), float(np.mean([p.flipped for p in parts])))
 
 
 # --- the network and what is tracked ---------------------------------------------------------

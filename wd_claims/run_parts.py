@@ -37,8 +37,9 @@ def batch_stream(config: TrainConfig, data: DeviceData, tally: dict | None = Non
     on CUDA) copy.
 
     ``tally`` (a dict, filled in place): ``changed``, the images whose pixels differ from the data
-    set's (a device tensor: no synchronization), and ``images``, all the images streamed; what
-    :func:`augmented_fraction` reads, so that a setting states what ran, not what was asked."""
+    set's (a device tensor: no synchronization), ``flipped``, those mirrored, and ``images``, all
+    the images streamed; what :func:`augmented_fraction` reads, so that a setting states what
+    ran, not what was asked."""
     device = data.x.device
     order = epoch_indices(len(data), config.batch_size, config.steps, _generator(config.seed, 1),
                           device)
@@ -49,6 +50,7 @@ def batch_stream(config: TrainConfig, data: DeviceData, tally: dict | None = Non
         n = min(CHUNK, config.steps - start)
         if config.augment:
             shift, flip = augmentation_draws(aug, n, config.batch_size)
+            flip &= data.mirror         # digits are not mirror-symmetric: the crop alone
             if cuda:
                 shift, flip = shift.pin_memory(), flip.pin_memory()
             shift, flip = shift.to(device, non_blocking=cuda), flip.to(device, non_blocking=cuda)
@@ -61,14 +63,16 @@ def batch_stream(config: TrainConfig, data: DeviceData, tally: dict | None = Non
                 changed = (x != data.x[idx]).flatten(1).any(1).sum()
                 tally["changed"] = tally.get("changed", 0) + changed
                 tally["images"] = tally.get("images", 0) + x.shape[0]
+                if config.augment:
+                    tally["flipped"] = tally.get("flipped", 0) + flip[i].sum()
             yield x.to(dtype), data.y[idx]
 
 
-def augmented_fraction(tally: dict) -> float:
-    """The fraction of the streamed training images that the augmentation changed (NaN: none
-    streamed)."""
+def augmented_fraction(tally: dict, what: str = "changed") -> float:
+    """The fraction of the streamed training images that the augmentation changed (``what`` =
+    "changed") or mirrored ("flipped"); NaN: none streamed."""
     images = tally.get("images", 0)
-    return float(tally.get("changed", 0)) / images if images else float("nan")
+    return float(tally.get(what, 0)) / images if images else float("nan")
 
 
 def evaluation_sets(config: TrainConfig, train_data: DeviceData,
@@ -77,13 +81,9 @@ def evaluation_sets(config: TrainConfig, train_data: DeviceData,
     ``config.eval_images`` images of each set when that is set (0: all)."""
     n = config.eval_images
 
-    def head(data: DeviceData) -> DeviceData:
-        return data if not n or n >= len(data) else DeviceData(data.x[:n], data.y[:n],
-                                                                data.name, data.real)
-
-    sets = {"train_eval": head(train_data)}
+    sets = {"train_eval": train_data.head(n)}
     if test_data is not None:
-        sets["test"] = head(test_data)
+        sets["test"] = test_data.head(n)
     return sets
 
 

@@ -137,8 +137,12 @@ class Scheduler:
         """One result per seed for ``which`` ∈ {grid, starts, momentum} of ``model``. The first
         call trains every shared run of the model not cached yet, in parallel, with the
         selected claims' own runs."""
+        from wd_claims.run_config import joined
+
         self.prefetch(images, self.session_configs(images, model, shared=True))
-        return [self.run(images, c) for c in self.shared(images, which, model)]
+        out = [self.run(images, c) for c in self.shared(images, which, model)]
+        parts = self.budget.grid_parts if which == "grid" else 1
+        return [joined(out[i: i + parts]) for i in range(0, len(out), parts)]
 
     def measured(self, images, config: TrainConfig, measure) -> dict:
         """``measure(result, train_data)`` of the run ``config``: the workers' (waited for), the
@@ -294,7 +298,8 @@ def _train_into_cache(job) -> tuple[str, ...]:
 def measure_run(measure, result, train_data) -> dict:
     """``measure(result, train_data)``, plus ``run_augmented``: what the run's augmentation did
     (``TrainResult.augmented``), so that a cached measurement still says what ran."""
-    return {**measure(result, train_data), "run_augmented": np.array(result.augmented)}
+    return {**measure(result, train_data), "run_augmented": np.array(result.augmented),
+            "run_flipped": np.array(result.flipped)}
 
 
 def measurement_fields(config: TrainConfig, train_data, test_data, device: str, measure) -> dict:

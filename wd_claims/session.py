@@ -42,6 +42,7 @@ class Session:
     user_models: tuple[str, ...] = ()   # the --model names: the claims run on these only
     provenance: dict = field(default_factory=dict)
     data_note: str = ""            # what is wrong with an explicitly given data folder, if visible
+    data_source: str = "auto"      # --data (wd_claims.datasets.SOURCES or MODULE:FACTORY)
     started: str = field(default_factory=utc_now)
     scheduler: Scheduler | None = None
     collector: ReportCollector | None = None   # None in an xdist worker (the controller writes)
@@ -103,7 +104,7 @@ class Context:
     request: pytest.FixtureRequest
     params: dict = field(default_factory=dict)     # a claim's own parameters (E2's optimizer)
     configs: list = field(default_factory=list)    # the runs read, for the setting
-    augmented: dict = field(default_factory=dict)  # config → its measured augmented fraction
+    augmented: dict = field(default_factory=dict)  # config → measured (changed, flipped) fractions
     _extra: dict = field(default_factory=dict)
     _setting: dict | None = None
 
@@ -136,24 +137,35 @@ class Context:
         return self.session.scheduler.device_data(self.images)[0]
 
     def results(self, which: str, model: str) -> list:
-        """The shared runs ``which`` ∈ {grid, starts, momentum} of ``model``, one per seed."""
-        out = self.session.scheduler.results(self.images, which, model)
+        """The shared runs ``which`` ∈ {grid, starts, momentum} of ``model``, one per seed, each
+        without the configurations that died or diverged (:mod:`wd_claims.collapse`), which the
+        setting names (``excluded``)."""
+        from wd_claims.collapse import within_domain
+
+        out = []
+        for result in self.session.scheduler.results(self.images, which, model):
+            kept, excluded = within_domain(result)
+            out.append(kept)
+            if excluded:
+                said = [*self._extra.get("excluded", []), *excluded]
+                self._extra["excluded"] = list(dict.fromkeys(said))
         self.configs += [r.config for r in out]
-        self.augmented.update((r.config, r.augmented) for r in out)
+        self.augmented.update((r.config, (r.augmented, r.flipped)) for r in out)
         return out
 
     def run(self, config) -> object:
         """The result of training ``config`` (the workers', the cache's, or trained here)."""
         result = self.session.scheduler.run(self.images, config)
         self.configs.append(result.config)
-        self.augmented[result.config] = result.augmented
+        self.augmented[result.config] = (result.augmented, result.flipped)
         return result
 
     def measured(self, config, measure) -> dict:
         """``measure(result, train_data)`` of the run ``config`` (computed once, cached)."""
         self.configs.append(config)
         arrays = dict(self.session.scheduler.measured(self.images, config, measure))
-        self.augmented[config] = float(arrays.pop("run_augmented"))
+        self.augmented[config] = (float(arrays.pop("run_augmented")),
+                                  float(arrays.pop("run_flipped", float("nan"))))
         return arrays
 
     def describe(self, **extra) -> None:
@@ -164,13 +176,23 @@ class Context:
         """The verdict's setting, given whole (a probe, or a run outside the engine)."""
         self._setting = setting
 
+    def stands_on_runs(self, results) -> None:
+        """The verdict's setting: these runs' alone (not every run the claim read), with what
+        their augmentation did and the entries :meth:`describe` and :meth:`results` added."""
+        from wd_claims import setting
+
+        self._setting = setting.merge([setting.of_run(r.config, self.data_name, r.augmented,
+                                                      r.flipped, **self._extra)
+                                       for r in results])
+
     def setting(self) -> dict:
         from wd_claims import setting
 
         if self._setting is not None:
             return self._setting
         data = self.data_name if self.configs else ""
-        return setting.merge([setting.of_run(c, data, self.augmented.get(c), **self._extra)
+        return setting.merge([setting.of_run(c, data, *self.augmented.get(c, (None,)),
+                                             **self._extra)
                               for c in dict.fromkeys(self.configs)])
 
 
@@ -199,6 +221,15 @@ def open_session(config: pytest.Config) -> Session:
             budget = shrunk(budget, json.loads(os.environ[ENV_SHRINK]))
         except ValueError as exc:   # json's errors are ValueErrors too
             raise pytest.UsageError(f"{ENV_SHRINK}: {exc}") from exc
+    from wd_claims.data import DataUnavailable
+    from wd_claims.datasets import check_source, preflight
+
+    try:
+        data_source = check_source(config.getoption("--data") or budget.data)
+        if not worker:
+            preflight(data_source, data_dir, download)
+    except (ValueError, DataUnavailable) as exc:
+        raise pytest.UsageError(str(exc)) from exc
     mine = user_models(config.getoption("--model"), config.getoption("--model-input"))
     models = MappingProxyType({**MODELS, **mine})
     session = Session(
@@ -206,7 +237,7 @@ def open_session(config: pytest.Config) -> Session:
         cache_dir=cache_dir, data_dir=data_dir, download=download,
         fresh=config.getoption("--fresh"), models=models, user_models=tuple(mine),
         provenance=provenance(Path(config.rootpath), device),
-        data_note=_data_note(data_dir, download))
+        data_note=_data_note(data_dir, download), data_source=data_source)
     session.scheduler = Scheduler(budget=budget, device=device, cache_dir=cache_dir,
                                   fresh=session.fresh, models=models)
     if not worker:

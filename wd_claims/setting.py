@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+ARTICLE_EPOCH = 391   # steps per epoch of Fig. 2: CIFAR-10's 50,000 images at batch 128
 FIG2 = MappingProxyType({"model": "resnet8", "width": 16, "data": "CIFAR-10", "batch": 128,
                          "steps": 39_100, "momentum": 0.0})
 
 
-def of_run(config, data_name: str, augmented: float | None = None, **extra) -> dict:
+def of_run(config, data_name: str, augmented: float | None = None,
+           flipped: float | None = None, **extra) -> dict:
     """The setting of a training run (``config``: a TrainConfig) on data ``data_name``;
-    ``augmented``: the fraction of its training images the augmentation changed, as the engine
-    measured it (``TrainResult.augmented``): the setting says what ran, not what was asked."""
+    ``augmented`` / ``flipped``: the fractions of its training images the augmentation changed /
+    mirrored, as the engine measured them (``TrainResult``): the setting says what ran, not what
+    was asked."""
     scales = sorted(set(config.init_scales or (1.0,)))
     setting = {
         "model": config.model, "width": config.width, "data": data_name,
@@ -36,16 +39,20 @@ def of_run(config, data_name: str, augmented: float | None = None, **extra) -> d
         "optimizer": ("plain SGD" if config.momentum == 0 else
                       f"SGD, momentum {config.momentum:g} (coupled decay)")
                      + ", weight_decay = 2λ",
-        "augment": augmentation(config.augment, augmented),
+        "augment": augmentation(config.augment, augmented, flipped),
     }
     setting.update(extra)
     setting["deviations"] = deviations(setting)
     return setting
 
 
-def augmentation(configured: bool, measured: float | None) -> str:
+def augmentation(configured: bool, measured: float | None, flipped: float | None = None) -> str:
     """The augmentation that ran, in words: the measured fraction of changed training images
-    decides; what was configured is said where the two disagree or nothing was measured."""
+    decides; what was configured is said where the two disagree or nothing was measured. A
+    measured ``flipped`` of 0 (data that is not mirror-symmetric) makes it the crop alone."""
+    if configured and flipped == 0 and measured:
+        return (f"random crop (pad 4) only, no flip (the data are not mirror-symmetric): "
+                f"{100 * measured:.1f} % of the training images changed, 0 mirrored (measured)")
     asked = "random crop (pad 4) + flip" if configured else "none"
     if measured is None or measured != measured:       # not measured (NaN)
         return f"{asked} (configured; not measured)"
@@ -108,6 +115,9 @@ def deviations(setting: dict) -> list[str]:
     if "w" in setting and setting["w"] != "all 3x3 conv kernels":
         out.append(f"w = {setting['w']} (the model has no 3x3 conv kernel; Fig. 2's w is every "
                    "3x3 kernel)")
+    augment = str(setting.get("augment", "random crop (pad 4) + flip"))
+    if not augment.startswith("random crop (pad 4) + flip"):
+        out.append(f"augmentation: {augment.split(':')[0]} instead of random crop (pad 4) + flip")
     optimizer = str(setting.get("optimizer", "plain SGD"))
     if not optimizer.startswith("plain SGD"):
         out.append(f"optimizer: {optimizer}")

@@ -29,8 +29,8 @@ from wd_claims.zoo import factory_identity
 # In wd_claims/. The zoo is not among them: a run's model enters its key through the identity of
 # its factory (module, qualified name, source hash; cache_fields), so registering or describing a
 # model does not invalidate every cached run, and a user's model never shares a zoo model's entry.
-CODE_FILES = ("train.py", "fused.py", "run_config.py", "replicas.py", "metrics.py", "storage.py",
-              "data.py", "invariance.py", "config.py")
+CODE_FILES = ("train.py", "fused.py", "run_config.py", "run_parts.py", "replicas.py",
+              "metrics.py", "storage.py", "data.py", "datasets.py", "invariance.py", "config.py")
 
 
 def code_version() -> str:
@@ -84,7 +84,7 @@ def result_arrays(result: TrainResult) -> tuple[dict[str, np.ndarray], dict]:
         for k, state in enumerate(states):
             arrays.update({f"checkpoints/{step}/{k}/{n}": a for n, a in state.items()})
     meta = {"tensors": result.tensors, "diverged": result.diverged, "seconds": result.seconds,
-            "augmented": result.augmented,
+            "augmented": result.augmented, "flipped": result.flipped,
             "evaluated": sorted(label for label in ("test", "train_eval")
                                 if getattr(result, label))}
     return arrays, meta
@@ -114,7 +114,8 @@ def result_from_arrays(config: TrainConfig, has_test: bool, arrays: dict[str, np
     result = TrainResult(config, tensors,
                          {m: arrays[f"metrics/{m}"] for m in METRICS_KTP + METRICS_KT},
                          list(meta["diverged"]), from_cache=True,
-                         augmented=float(meta["augmented"]))
+                         augmented=float(meta["augmented"]),
+                         flipped=float(meta.get("flipped", "nan")))
     result.checkpoints = {s: [{n: arrays[f"checkpoints/{s}/{j}/{n}"] for n in template}
                               for j in range(k)] for s in config.checkpoint_steps()}
     if config.evaluate:

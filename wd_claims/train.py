@@ -62,6 +62,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -163,7 +164,7 @@ def _check_data(config: TrainConfig, data: DeviceData) -> None:
 def _on(data: DeviceData | None, device: str) -> DeviceData | None:
     if data is None or data.x.device == torch.device(device):
         return data
-    return DeviceData(data.x.to(device), data.y.to(device), data.name, data.real)
+    return replace(data, x=data.x.to(device), y=data.y.to(device))
 
 
 def _setup(config: TrainConfig, device: torch.device):
@@ -262,7 +263,8 @@ def _run(config: TrainConfig, train_data: DeviceData, test_data: DeviceData | No
     checkpoints[config.steps] = [state_arrays(r.model) for r in replicas]
     result = TrainResult(config, invariant + [label], recorder.metrics,
                          recorder.diverged_messages(), checkpoints,
-                         augmented=augmented_fraction(tally))
+                         augmented=augmented_fraction(tally),
+                         flipped=augmented_fraction(tally, "flipped"))
     if config.evaluate:
         for label, data in evaluation_sets(config, train_data, test_data).items():
             scores = np.array([evaluate(r.model, data, channels_last, config.precision)

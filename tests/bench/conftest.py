@@ -5,7 +5,7 @@ import platform
 
 import torch
 
-from tests.bench.test_bench_train import FRACTIONS, RESULTS, THREADS
+from tests.bench.test_bench_train import FLOORS, FRACTIONS, RESULTS, THREADS
 
 
 def _cpu_model() -> str:
@@ -41,6 +41,9 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 
 def pytest_terminal_summary(terminalreporter):
+    for name, times in FLOORS.items():
+        terminalreporter.write_line(f"engine at the {name} budget's size: {times:.1f}× its FLOP "
+                                    "floor (the float32 matmul peak measured here)")
     if not RESULTS:
         return
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -22,6 +22,7 @@ Never a timed assertion: these are measurements (``tox -e bench``, or the README
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -150,3 +151,35 @@ def test_engine_throughput_and_ratio_to_the_baseline(benchmark, engine_data, pea
                                  iterations=1)
     benchmark.extra_info.update({"precision": precision, "path": path, "probe_s": probe_seconds})
     _record(benchmark, f"engine {path} {precision}", seconds, peak, precision)
+
+
+FLOORS: dict[str, float] = {}   # name → seconds measured / seconds of the FLOP floor
+
+
+def test_engine_at_the_article_budgets_size_against_its_flop_floor(benchmark, threads):
+    """The article budget's configuration-step (ResNet-8 at its width, its batch, every parameter
+    training, the K = 9 grid, the digits) as a multiple of its FLOP floor: the step's FLOPs
+    (torch.utils.flop_counter) at the float32 matmul peak measured in this process."""
+    from wd_claims.benchmark import matmul_peak_flops, training_flops_per_image
+    from wd_claims.config import BUDGETS
+    from wd_claims.datasets import load_digits_split
+    from wd_claims.recipes import grid_config
+    from wd_claims.train import train
+
+    budget = BUDGETS["article"]
+    images, _ = load_digits_split(budget.n_train, 1)
+    data = DeviceData.from_images(images, DEVICE)
+    steps = 16 if DEVICE == "cpu" else 200
+    full = grid_config(budget, 0, data.name)
+    config = dataclasses.replace(full, steps=steps, evaluate=False)
+    train(dataclasses.replace(config, steps=2), data, device=DEVICE, progress=False)  # warm-up
+    seconds = benchmark.pedantic(lambda: train(config, data, device=DEVICE,
+                                               progress=False).seconds, rounds=1, iterations=1)
+    per_step = seconds / (steps * config.k)
+    flops = training_flops_per_image(resnet8(width=budget.width)) * budget.batch_size
+    floor = flops / matmul_peak_flops(DEVICE, torch.float32)
+    FLOORS["article"] = per_step / floor
+    benchmark.extra_info.update({
+        "ms_per_configuration_step": 1000 * per_step, "floor_ms": 1000 * floor,
+        "times_floor": per_step / floor, "width": budget.width, "batch": budget.batch_size,
+        "configurations": config.k, "steps": steps, "threads": THREADS, "device": DEVICE})
