@@ -11,41 +11,22 @@ hold a verdict for every claim it ran. C1–C3 (the same probes as at quick, on 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.shrunk import assert_every_claim_ran, run_claims
+
 SHRINK = {"step_count": 48, "starts_steps": 32, "max_steps": 32, "max_repeats": 8}
 CLAIM_IDS = ("C0", "C4", "C5", "C6", "C7", "C8", "C9", "E1", "E2")
 
 
 @pytest.fixture(scope="module")
 def article_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("article")
-    env = {**os.environ, "WD_CLAIMS_TEST_SHRINK": json.dumps(SHRINK), "WD_CLAIMS_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "claims/", "--budget", "article", "--device", "cpu",
-         "--report-dir", str(tmp / "reports"), "--cache-dir", str(tmp / "cache"), "-q",
-         "-p", "no:cacheprovider", "-m", "not (c01 or c02 or c03 or c10)"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
-    return out, tmp / "reports"
+    return run_claims("article", SHRINK, tmp_path_factory.mktemp("article"))
 
 
 def test_the_article_budget_runs_end_to_end_and_writes_its_report(article_run):
-    out, reports = article_run
-    assert out.returncode in (0, 1), out.stdout[-4000:] + out.stderr[-4000:]   # 1: a claim FAILed
-    verdicts = json.loads((reports / "latest.json").read_text())
-    assert {v["id"] for v in verdicts} >= set(CLAIM_IDS)
-    assert {v["status"] for v in verdicts} <= {"pass", "fail", "xfail"}, \
-        [(v["id"], v["status"], v["reason"][:200]) for v in verdicts]
-    crashed = [(v["id"], v["reason"][:300]) for v in verdicts
-               if "before filing a verdict" in v["reason"] and "too short" not in v["reason"]]
-    assert not crashed
-    assert "SHRUNK FOR TESTING" in (reports / "latest.md").read_text()
+    assert_every_claim_ran(*article_run, CLAIM_IDS)
 
 
 def test_the_article_budget_trains_every_parameter_on_the_digits_without_flips(article_run):
