@@ -51,7 +51,6 @@ def measure(ctx, model) -> dict:
                                 for r in grid]),
         "G": stats.rms(G), "c2": np.nanvar(G**2, axis=1) / np.nanmean(G**2, axis=1) ** 2,
         "series": series(grid[0], "sqnorm"), "steps": grid[0].config.steps,
-        "epochs_per_step": grid[0].config.batch_size / max(grid[0].config.n_train, 1),
         "model": model.name, "joint": grid[0].tensors[-1], "width": grid[0].config.width,
         "data": ctx.data_name,
     }

@@ -47,10 +47,20 @@ def test_a_dead_configuration_is_excluded_and_named_with_its_step(three):
     assert len(kept.checkpoints[0]) == 2 and kept.diverged == [None, None]
 
 
-def test_a_diverged_configuration_is_excluded_at_its_first_non_finite_gradient(three):
-    kept, said = within_domain(_with(three, 0, 3, np.nan))
-    assert kept.config.etas == (0.2, 0.3)
-    assert said == ["η=0.1, λ=0.001 diverged (non-finite gradient) at step 3 and was excluded"]
+def test_a_configuration_the_engine_recorded_as_diverged_is_excluded_with_its_record(three):
+    record = "config 0 (η=0.1, λ=0.001) diverged at step 3: loss = nan"
+    kept, said = within_domain(replace(three, diverged=[record, None, None]))
+    assert kept.config.etas == (0.2, 0.3) and said == [f"{record} and was excluded"]
+
+
+def test_the_engines_divergence_record_is_what_is_excluded_when_a_run_diverges():
+    data = DeviceData.from_images(standin_cifar(64))
+    config = TrainConfig(etas=(0.1, 1e30), lams=(0.0, 0.0), model="conv_groupnorm", steps=6,
+                         batch_size=16, evaluate=False)
+    result = train(config, data, progress=False)
+    assert result.diverged[0] is None and result.diverged[1] is not None
+    kept, said = within_domain(result)
+    assert kept.config.etas == (0.1,) and said == [f"{result.diverged[1]} and was excluded"]
 
 
 def test_the_article_samples_verdicts_name_the_configuration_that_died():

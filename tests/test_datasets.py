@@ -92,6 +92,9 @@ FACTORIES = textwrap.dedent("""
     def numpy_images():
         return (images(40).numpy(), torch.arange(40) % 10), (images(20), torch.arange(20) % 10)
 
+    def empty():
+        return (images(0), torch.zeros(0, dtype=torch.int64)), (images(20), torch.arange(20) % 10)
+
     def flat():
         return images(40), torch.arange(40) % 10
 
@@ -122,6 +125,7 @@ def test_a_users_factory_gives_validated_images_named_by_their_content(factories
     ("label_eleven", "labels must lie in [0, 10), got [0, 11]"),
     ("float_labels", "labels must be a 1-D integer tensor, got torch.float32 (40,)"),
     ("short_labels", "40 images but 30 labels"),
+    ("empty", "(train): no images"),
     ("numpy_images", "images and labels must be torch tensors, got ndarray and Tensor"),
     ("flat", "the factory must return ((x_train, y_train), (x_test, y_test))"),
     ("raises", "the factory raised OSError: the share is not mounted"),

@@ -4,8 +4,9 @@ The equilibrium the dynamics claims test needs gradient noise, G = ‖∇L(u)‖
 whose tracked gradient is exactly zero at some step has a dead network (no path from its kernels
 to the loss: every ReLU off, or the BN scales decayed to 0); from then on weight decay alone
 shrinks w by (1 − 2ηλ) per step, geometrically towards 0, and no statement about its equilibrium
-can be judged. Exactly zero is a float64 fact, not a threshold. A configuration whose metrics
-stop being finite diverged. Either is excluded from the claims that read the run, and the
+can be judged. Exactly zero is a float64 fact, not a threshold. A configuration that diverged is
+the engine's own record (``TrainResult.diverged``: its loss or parameters stopped being finite,
+and it was frozen there). Either is excluded from the claims that read the run, and the
 verdict's setting names it with the step it happened at (``excluded``): it is a measured outcome
 of the article's grid in that setting, not hidden.
 """
@@ -19,19 +20,17 @@ import numpy as np
 from wd_claims.run_config import TrainResult
 
 
-def left_domain(result: TrainResult) -> list[tuple[int, str] | None]:
-    """Per configuration: None, or (the first step, what happened) where its joint gradient norm
-    is exactly 0 (died) or not finite (diverged). gnorm: (K, T, P), the joint column last."""
+def left_domain(result: TrainResult) -> list[str | None]:
+    """Per configuration: None, or why it left the domain: the engine's divergence record, or
+    the first step at which its joint gradient norm is exactly 0. gnorm: (K, T, P), joint last."""
     gnorm = result.metrics["gnorm"][:, :, -1]
-    out: list[tuple[int, str] | None] = []
-    for k in range(gnorm.shape[0]):
+    c = result.config
+    out: list[str | None] = []
+    for k, diverged in enumerate(result.diverged):
         dead = np.flatnonzero(gnorm[k] == 0)
-        wild = np.flatnonzero(~np.isfinite(gnorm[k]))
-        first = [(int(dead[0]), "died (G = 0: the gradient vanished in every tracked tensor)")
-                 if dead.size else None,
-                 (int(wild[0]), "diverged (non-finite gradient)") if wild.size else None]
-        found = [f for f in first if f is not None]
-        out.append(min(found) if found else None)
+        out.append(diverged if diverged is not None else
+                   f"η={c.etas[k]:.3g}, λ={c.lams[k]:.3g} died (G = 0: the gradient vanished "
+                   f"in every tracked tensor) at step {int(dead[0]):,}" if dead.size else None)
     return out
 
 
@@ -43,8 +42,7 @@ def within_domain(result: TrainResult) -> tuple[TrainResult, list[str]]:
         return result, []
     keep = [k for k, e in enumerate(events) if e is None]
     c = result.config
-    messages = [f"η={c.etas[k]:.3g}, λ={c.lams[k]:.3g} {what} at step {step:,} and was excluded"
-                for k, e in enumerate(events) if e is not None for step, what in [e]]
+    messages = [f"{e} and was excluded" for e in events if e is not None]
     config = replace(c, etas=tuple(c.etas[k] for k in keep), lams=tuple(c.lams[k] for k in keep),
                      init_scales=None if c.init_scales is None
                      else tuple(c.init_scales[k] for k in keep))

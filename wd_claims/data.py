@@ -54,6 +54,11 @@ def data_dir_from_env(option: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def cifar_root(data_dir: Path | None) -> Path:
+    """The folder CIFAR-10 is read from: ``data_dir``, else torchvision's download target here."""
+    return data_dir or Path("~/.cache/wd-claims/cifar10").expanduser()
+
+
 def download_allowed(option: bool) -> bool:
     return option or os.environ.get(ENV_DOWNLOAD, "") not in ("", "0", "false", "no")
 
@@ -219,7 +224,7 @@ def resolve(data_dir: Path | None, *, download: bool, n_train: int, n_test: int,
     data folder was given explicitly but is broken (a broken folder is never silently replaced).
     """
     if data_dir is not None or download:
-        root = data_dir or Path("~/.cache/wd-claims/cifar10").expanduser()
+        root = cifar_root(data_dir)
         train = load_cifar10(root, train=True, download=download)
         test = load_cifar10(root, train=False, download=False)
         return train.subset(n_train), test.subset(n_test)

@@ -110,7 +110,9 @@ def validate(x, y, what: str) -> None:
     if y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
         raise DataUnavailable(f"{what}: labels must be a 1-D integer tensor, got "
                               f"{y.dtype} {tuple(y.shape)}")
-    if len(y) != len(x) or len(x) == 0:
+    if len(x) == 0:
+        raise DataUnavailable(f"{what}: no images")
+    if len(y) != len(x):
         raise DataUnavailable(f"{what}: {len(x)} images but {len(y)} labels")
     low, high = int(y.min()), int(y.max())
     if low < 0 or high >= NUM_CLASSES:
@@ -133,16 +135,14 @@ def load(source: str, data_dir, *, download: bool, n_train: int, n_test: int,
     download is given, else the stand-in (:func:`wd_claims.data.resolve`); ``standin`` and
     ``cifar10`` insist on theirs. :class:`DataUnavailable` says why a source cannot be had,
     including the stand-in where ``require_real`` asks for real images."""
-    from pathlib import Path
-
-    from wd_claims.data import load_cifar10, resolve, standin_cifar
+    from wd_claims.data import cifar_root, load_cifar10, resolve, standin_cifar
 
     if source == "digits":
         return load_digits_split(n_train, n_test)
     if source not in SOURCES:
         return load_factory(source, n_train, n_test)
     if source == "cifar10":
-        root = data_dir or Path("~/.cache/wd-claims/cifar10").expanduser()
+        root = cifar_root(data_dir)
         return (load_cifar10(root, train=True, download=download).subset(n_train),
                 load_cifar10(root, train=False).subset(n_test))
     if source == "standin":
@@ -158,14 +158,12 @@ def preflight(source: str, data_dir, download: bool) -> None:
     """Before any claim runs: a :class:`DataUnavailable` when a source named by --data cannot be
     had (digits and a user's factory are loaded once and validated; a CIFAR-10 folder is
     checked by name). ``auto`` and ``standin`` never fail here: they fall back or skip."""
-    from pathlib import Path
+    from wd_claims.data import cifar_root, diagnose_data_dir
 
-    from wd_claims.data import diagnose_data_dir
-
-    if source in ("digits",) or source not in SOURCES:
+    if source == "digits" or source not in SOURCES:
         load(source, data_dir, download=download, n_train=1, n_test=1, require_real=True)
     elif source == "cifar10" and not download:
-        problem = diagnose_data_dir(data_dir or Path("~/.cache/wd-claims/cifar10").expanduser())
+        problem = diagnose_data_dir(cifar_root(data_dir))
         if problem:
             raise DataUnavailable(f"--data cifar10: {problem}; pass --data-dir DIR or add "
                                   "--download")

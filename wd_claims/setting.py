@@ -49,10 +49,11 @@ def of_run(config, data_name: str, augmented: float | None = None,
 def augmentation(configured: bool, measured: float | None, flipped: float | None = None) -> str:
     """The augmentation that ran, in words: the measured fraction of changed training images
     decides; what was configured is said where the two disagree or nothing was measured. A
-    measured ``flipped`` of 0 (data that is not mirror-symmetric) makes it the crop alone."""
+    measured ``flipped`` of 0 (as on data that is not mirror-symmetric) makes it the crop alone;
+    the measurement says what ran, not why."""
     if configured and flipped == 0 and measured:
-        return (f"random crop (pad 4) only, no flip (the data are not mirror-symmetric): "
-                f"{100 * measured:.1f} % of the training images changed, 0 mirrored (measured)")
+        return (f"random crop (pad 4) only, no flip: {100 * measured:.1f} % of the training "
+                "images changed, 0 mirrored (measured)")
     asked = "random crop (pad 4) + flip" if configured else "none"
     if measured is None or measured != measured:       # not measured (NaN)
         return f"{asked} (configured; not measured)"
